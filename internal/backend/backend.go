@@ -1,0 +1,68 @@
+// Package backend stores a vault's objects: write-once, named blobs of bytes
+// grouped by kind, in a local directory or (later) an object store.
+package backend
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Kind groups objects; each kind is a folder (local) or a key prefix (S3).
+type Kind string
+
+// The kinds a vault uses. Marker and Config are singletons named by Kind alone.
+const (
+	Marker   Kind = "marker"   // plaintext "custody-vault" file: format name, version, vault id
+	Config   Kind = "config"   // sealed vault configuration
+	Keys     Kind = "keys"     // passphrase-wrapped master keys
+	Packs    Kind = "data"     // packs of sealed blobs
+	Index    Kind = "index"    // sealed index objects
+	Versions Kind = "versions" // sealed, signed versions
+	Pending  Kind = "pending"  // prune's list of packs marked for deletion
+)
+
+// Handle names one object.
+type Handle struct {
+	Kind Kind
+	Name string // empty for the singletons Marker and Config
+}
+
+func (h Handle) String() string {
+	if h.Name == "" {
+		return string(h.Kind)
+	}
+	return string(h.Kind) + "/" + h.Name
+}
+
+// Info describes a stored object. ModTime is the store's clock, not the
+// client's: retention decisions use it.
+type Info struct {
+	Handle  Handle
+	Size    int64
+	ModTime time.Time
+}
+
+// Errors callers branch on.
+var (
+	ErrNotFound = errors.New("object not found")
+	ErrExists   = errors.New("object already exists")
+)
+
+// Backend is the object store a vault lives in. Objects are write-once:
+// Put of an existing name returns ErrExists and leaves the object as it was.
+// Put is atomic: a reader sees the whole object or nothing, also after a crash.
+// All methods are safe for concurrent use.
+type Backend interface {
+	// Location is a human-readable place (a path or URL) for messages.
+	Location() string
+	Put(ctx context.Context, h Handle, data []byte) error
+	Get(ctx context.Context, h Handle) ([]byte, error)
+	// GetRange reads length bytes at offset; a short object is an error.
+	GetRange(ctx context.Context, h Handle, offset, length int64) ([]byte, error)
+	Stat(ctx context.Context, h Handle) (Info, error)
+	// List calls fn for every object of kind, in no particular order.
+	List(ctx context.Context, kind Kind, fn func(Info) error) error
+	Delete(ctx context.Context, h Handle) error
+	Close() error
+}
