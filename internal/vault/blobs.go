@@ -1,0 +1,219 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/custodyhq/custody/internal/backend"
+)
+
+// ErrBlobNotFound: the index knows no such blob.
+var ErrBlobNotFound = errors.New("blob not in the vault's index")
+
+// Blob plaintext framing inside the seal: one byte saying how the rest is encoded.
+const (
+	frameRaw  = 0
+	frameZstd = 1
+)
+
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+
+// HasBlob reports whether id is stored (or being stored by this process).
+func (v *Vault) HasBlob(id ID) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.knownLocked(id)
+}
+
+func (v *Vault) knownLocked(id ID) bool {
+	if _, ok := v.inflight[id]; ok {
+		return true
+	}
+	if _, ok := v.written[id]; ok {
+		return true
+	}
+	loc, ok := v.idx.lookup(id)
+	return ok && !v.excluded[loc.Pack]
+}
+
+// SaveBlob compresses (where it pays), seals and packs plaintext under id,
+// unless the vault has it. The CPU work runs in the caller's goroutine, so
+// callers parallelise by calling from several. It returns the sealed bytes
+// added, 0 for a duplicate.
+func (v *Vault) SaveBlob(ctx context.Context, t BlobType, id ID, plaintext []byte) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	v.mu.Lock()
+	if v.knownLocked(id) {
+		v.mu.Unlock()
+		return 0, nil
+	}
+	v.inflight[id] = struct{}{}
+	v.mu.Unlock()
+
+	bp := scratch.Get().(*[]byte)
+	defer scratch.Put(bp)
+	framed := v.frame((*bp)[:0], t, plaintext)
+	sp := scratch.Get().(*[]byte)
+	defer scratch.Put(sp)
+	sealed := v.seal.seal((*sp)[:0], framed, blobAAD(id))
+	*bp, *sp = framed[:0], sealed[:0]
+
+	v.mu.Lock()
+	p := v.packers[t]
+	if p == nil {
+		p = &packer{buf: make([]byte, 0, v.cfg.PackSize+len(sealed)+4096)}
+		v.packers[t] = p
+	}
+	p.add(t, id, sealed, len(plaintext))
+	var full *packer
+	if len(p.buf) >= v.cfg.PackSize {
+		full, v.packers[t] = p, nil
+	}
+	v.mu.Unlock()
+	if full != nil {
+		if err := v.uploadPack(ctx, full); err != nil {
+			return 0, err
+		}
+	}
+	return len(sealed), nil
+}
+
+func blobAAD(id ID) []byte { return append([]byte("blob "), id[:]...) }
+
+// frame prefixes plaintext with its encoding, compressing when it pays:
+// a quick probe skips data that will not compress (media, weights, ciphertext).
+func (v *Vault) frame(dst []byte, t BlobType, plaintext []byte) []byte {
+	const probe = 16 << 10
+	if t == DataBlob && len(plaintext) > 2*probe {
+		mid := len(plaintext)/2 - probe/2
+		sample := plaintext[mid : mid+probe]
+		out := v.zfast.EncodeAll(sample, make([]byte, 0, probe))
+		if len(out) > probe*9/10 {
+			return append(append(dst, frameRaw), plaintext...)
+		}
+	}
+	dst = append(dst, frameZstd)
+	out := v.zenc.EncodeAll(plaintext, dst)
+	if len(out)-1 >= len(plaintext)*97/100 {
+		return append(append(dst[:0], frameRaw), plaintext...)
+	}
+	return out
+}
+
+// uploadPack finishes a pack, stores it and records its blobs.
+func (v *Vault) uploadPack(ctx context.Context, p *packer) error {
+	data, name := p.finish(v.seal)
+	err := v.be.Put(ctx, backend.Handle{Kind: backend.Packs, Name: name.String()}, data)
+	if err != nil && !errors.Is(err, backend.ErrExists) {
+		v.mu.Lock()
+		for _, e := range p.entries {
+			delete(v.inflight, e.ID)
+		}
+		v.mu.Unlock()
+		return fmt.Errorf("store pack: %w", err)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, e := range p.entries {
+		v.written[e.ID] = location{Pack: name, Type: e.Type, Offset: e.Offset, Length: e.Length, RawLen: e.RawLen}
+		delete(v.inflight, e.ID)
+	}
+	v.unindexed = append(v.unindexed, packIndex{Pack: name, Blobs: p.entries})
+	if len(v.unindexed) >= indexEvery {
+		batch := v.unindexed
+		v.unindexed = nil
+		v.mu.Unlock()
+		err := v.writeIndex(ctx, batch)
+		v.mu.Lock()
+		return err
+	}
+	return nil
+}
+
+func (v *Vault) writeIndex(ctx context.Context, packs []packIndex) error {
+	if len(packs) == 0 {
+		return nil
+	}
+	sealed := v.seal.seal(nil, encodeIndex(packs), []byte("index"))
+	if _, err := v.putHashed(ctx, backend.Index, sealed); err != nil {
+		return fmt.Errorf("store index: %w", err)
+	}
+	return nil
+}
+
+// Flush stores partly filled packs and indexes everything stored so far.
+// Nothing written before Flush returns is referenced until it has been indexed.
+func (v *Vault) Flush(ctx context.Context) error {
+	v.mu.Lock()
+	ps := v.packers
+	v.packers = [2]*packer{}
+	v.mu.Unlock()
+	for _, p := range ps {
+		if p != nil && len(p.entries) > 0 {
+			if err := v.uploadPack(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	v.mu.Lock()
+	batch := v.unindexed
+	v.unindexed = nil
+	v.mu.Unlock()
+	return v.writeIndex(ctx, batch)
+}
+
+// LoadBlob reads, authenticates, decompresses and verifies blob id.
+func (v *Vault) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
+	v.mu.Lock()
+	loc, ok := v.written[id]
+	if !ok {
+		loc, ok = v.idx.lookup(id)
+	}
+	v.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("load blob %s: %w", id.Short(), ErrBlobNotFound)
+	}
+	sealed, err := v.be.GetRange(ctx, backend.Handle{Kind: backend.Packs, Name: loc.Pack.String()}, int64(loc.Offset), int64(loc.Length))
+	if err != nil {
+		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), loc.Pack.Short(), err)
+	}
+	plain, err := v.openBlob(id, sealed, int(loc.RawLen))
+	if err != nil {
+		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), loc.Pack.Short(), err)
+	}
+	return plain, nil
+}
+
+// openBlob authenticates a sealed blob and checks its plaintext hashes to id.
+func (v *Vault) openBlob(id ID, sealed []byte, rawLen int) ([]byte, error) {
+	framed, err := v.seal.open(nil, sealed, blobAAD(id))
+	if err != nil {
+		return nil, err
+	}
+	if len(framed) == 0 {
+		return nil, fmt.Errorf("%w: empty blob frame", ErrAuth)
+	}
+	var plain []byte
+	switch framed[0] {
+	case frameRaw:
+		plain = framed[1:]
+	case frameZstd:
+		if rawLen > 2*v.cfg.Chunker.Max {
+			return nil, fmt.Errorf("blob claims %d bytes, more than any chunk", rawLen)
+		}
+		plain, err = v.zdec.DecodeAll(framed[1:], make([]byte, 0, rawLen))
+		if err != nil {
+			return nil, fmt.Errorf("decompress: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("unknown blob encoding %d", framed[0])
+	}
+	if v.BlobID(plain) != id {
+		return nil, fmt.Errorf("%w: content does not hash to its id", ErrAuth)
+	}
+	return plain, nil
+}
