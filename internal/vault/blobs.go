@@ -31,11 +31,11 @@ func (v *Vault) knownLocked(id ID) bool {
 	if _, ok := v.inflight[id]; ok {
 		return true
 	}
-	if _, ok := v.written[id]; ok {
+	if loc, ok := v.written[id]; ok && !v.excluded[loc.Pack] {
 		return true
 	}
-	loc, ok := v.idx.lookup(id)
-	return ok && !v.excluded[loc.Pack]
+	_, ok := v.idx.lookup(id, v.excluded)
+	return ok
 }
 
 // SaveBlob compresses (where it pays), seals and packs plaintext under id,
@@ -138,11 +138,8 @@ func (v *Vault) writeIndex(ctx context.Context, packs []packIndex) error {
 	if len(packs) == 0 {
 		return nil
 	}
-	sealed := v.seal.seal(nil, encodeIndex(packs), []byte("index"))
-	if _, err := v.putHashed(ctx, backend.Index, sealed); err != nil {
-		return fmt.Errorf("store index: %w", err)
-	}
-	return nil
+	_, err := v.putSealedObject(ctx, backend.Index, encodeIndex(packs))
+	return err
 }
 
 // Flush stores partly filled packs and indexes everything stored so far.
@@ -171,7 +168,10 @@ func (v *Vault) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
 	v.mu.Lock()
 	loc, ok := v.written[id]
 	if !ok {
-		loc, ok = v.idx.lookup(id)
+		// Marked packs still serve reads until prune deletes them.
+		if loc, ok = v.idx.lookup(id, v.excluded); !ok {
+			loc, ok = v.idx.lookup(id, nil)
+		}
 	}
 	v.mu.Unlock()
 	if !ok {

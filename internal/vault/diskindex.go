@@ -113,19 +113,26 @@ func (d *diskIndex) entryAt(i int) (ID, location) {
 	}
 }
 
-// lookup finds id by binary search over the mapped entries.
-func (d *diskIndex) lookup(id ID) (location, bool) {
+// lookup finds id by binary search over the mapped entries. A blob stored
+// in several packs has adjacent entries: the first whose pack is not
+// skipped is returned.
+func (d *diskIndex) lookup(id ID, skip map[ID]bool) (location, bool) {
 	if d == nil {
 		return location{}, false
 	}
 	i := sort.Search(d.count, func(i int) bool {
 		return bytes.Compare(d.entries[i*diskEntrySize:i*diskEntrySize+32], id[:]) >= 0
 	})
-	if i == d.count {
-		return location{}, false
+	for ; i < d.count; i++ {
+		got, loc := d.entryAt(i)
+		if got != id {
+			break
+		}
+		if !skip[loc.Pack] {
+			return loc, true
+		}
 	}
-	got, loc := d.entryAt(i)
-	return loc, got == id
+	return location{}, false
 }
 
 // each calls fn for every entry in id order.
@@ -202,13 +209,8 @@ func writeMergedIndex(path string, old *diskIndex, add []newEntry, objects []ID)
 		w.Write(buf[:])
 	}
 	var count uint64
-	var last ID
 	emit := func(id ID, loc location) {
-		if count > 0 && id == last {
-			return // a blob stored twice: either place serves
-		}
-		put(id, loc)
-		last = id
+		put(id, loc) // a blob stored in two packs keeps both entries
 		count++
 	}
 	i, j, n := 0, 0, 0

@@ -211,3 +211,5 @@ func (v *Vault) putSealedObject(ctx context.Context, kind backend.Kind, plain []
 	}
 	return id, nil
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -51,11 +51,11 @@ type Vault struct {
 
 	mu        sync.Mutex
 	idx       *diskIndex
-	excluded  map[ID]bool        // packs marked for deletion: their blobs count as absent for dedup
-	written   map[ID]location    // blobs uploaded by this process
-	inflight  map[ID]struct{}    // blobs being packed by this process
-	packers   [2]*packer         // by BlobType
-	unindexed []packIndex        // uploaded packs not yet in an index object
+	excluded  map[ID]bool     // packs marked for deletion: their blobs count as absent for dedup
+	written   map[ID]location // blobs uploaded by this process
+	inflight  map[ID]struct{} // blobs being packed by this process
+	packers   [2]*packer      // by BlobType
+	unindexed []packIndex     // uploaded packs not yet in an index object
 }
 
 // Options tune opening a vault.

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/custodyhq/custody/internal/prune"
+)
+
+// parseAge accepts Go durations plus d (days) and w (weeks): "30d", "2w", "36h".
+func parseAge(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil || f < 0 {
+				return 0, fmt.Errorf("bad duration %q: use e.g. 30d, 2w or 36h", s)
+			}
+			return time.Duration(f * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration %q: use e.g. 30d, 2w or 36h", s)
+	}
+	return d, nil
+}
+
+func newForgetCmd(g *globals) *cobra.Command {
+	var dataset, within string
+	var last int
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "forget --dataset D (--keep-last N | --keep-within DURATION)",
+		Short: "Remove a dataset's versions that the policy does not keep (prune then frees their data)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataset == "" {
+				return usagef("forget: --dataset is required")
+			}
+			d, err := parseAge(within)
+			if err != nil {
+				return usagef("forget: --keep-within: %v", err)
+			}
+			p := prune.Policy{KeepLast: last, KeepWithin: d}
+			if p.Empty() {
+				return usageError{prune.ErrEmptyPolicy}
+			}
+			v, err := g.openVault(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeVault(v)
+			ds, err := prune.Forget(cmd.Context(), v, dataset, p, dryRun)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				type row struct {
+					Version string    `json:"version"`
+					Time    time.Time `json:"time"`
+					Keep    bool      `json:"keep"`
+					Reasons []string  `json:"reasons"`
+				}
+				rows := []row{}
+				for _, d := range ds {
+					rows = append(rows, row{Version: d.Version.ID.String(), Time: d.Version.Time, Keep: d.Keep, Reasons: orEmpty(d.Reasons)})
+				}
+				return printJSON(g.stdout, map[string]any{"dataset": dataset, "dry_run": dryRun, "versions": rows})
+			}
+			removed := 0
+			for _, d := range ds {
+				verb := "keep  "
+				if !d.Keep {
+					verb = "remove"
+					removed++
+					if dryRun {
+						verb = "would remove"
+					}
+				}
+				fmt.Fprintf(g.stdout, "%s %s %s %s\n", verb, d.Version.ID.String()[:12], d.Version.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(d.Reasons, ", "))
+			}
+			fmt.Fprintf(g.stdout, "%d kept, %d removed%s\n", len(ds)-removed, removed, map[bool]string{true: " (dry run: nothing changed)", false: ""}[dryRun])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&dataset, "dataset", "d", "", "dataset whose versions to thin out")
+	f.IntVar(&last, "keep-last", 0, "keep the newest N versions")
+	f.StringVar(&within, "keep-within", "", "keep versions stored within this long (e.g. 30d, 2w, 36h); ages use the store's clock")
+	f.BoolVar(&dryRun, "dry-run", false, "show what would be removed, change nothing")
+	return cmd
+}

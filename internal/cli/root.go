@@ -1,0 +1,107 @@
+// Package cli is Custody's command line: commands, flags, human and --json
+// output, progress on stderr. It holds no logic of its own beyond that.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+)
+
+// usageError marks errors that are the caller's misuse: exit 2.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// globals are the flags every command shares.
+type globals struct {
+	vault        string
+	json         bool
+	passwordFile string
+	cacheDir     string
+	verbose      bool
+	stdout       io.Writer
+	stderr       io.Writer
+	stdin        io.Reader
+	log          *slog.Logger
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr, stdin: stdin}
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	msg := err.Error()
+	fmt.Fprintf(stderr, "custody: %s\n", strings.ReplaceAll(msg, "\n", " "))
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(msg) {
+		return ExitUsage
+	}
+	return ExitFailure
+}
+
+// isCobraUsage recognises the errors cobra returns for bad flags and args.
+func isCobraUsage(msg string) bool {
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "required flag", "if any flags in the group"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "custody",
+		Short:         "Chain of custody for AI/ML data: versioned, encrypted, deduplicated snapshots",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			level := slog.LevelWarn
+			if g.verbose {
+				level = slog.LevelDebug
+			}
+			g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+			if g.vault == "" {
+				g.vault = os.Getenv("CUSTODY_VAULT")
+			}
+			if g.passwordFile == "" {
+				g.passwordFile = os.Getenv("CUSTODY_PASSWORD_FILE")
+			}
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.vault, "vault", "", "vault location (a directory); env CUSTODY_VAULT")
+	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON")
+	pf.StringVar(&g.passwordFile, "password-file", "", "read the passphrase from this file; env CUSTODY_PASSWORD_FILE (or set CUSTODY_PASSWORD)")
+	pf.StringVar(&g.cacheDir, "cache-dir", "", "local cache directory; env CUSTODY_CACHE (default: the user cache dir)")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log more")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newInitCmd(g), newSnapshotCmd(g), newLogCmd(g), newLsCmd(g), newDiffCmd(g),
+		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g),
+	)
+	return root
+}
