@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -36,6 +37,7 @@ type globals struct {
 	passwordFile string
 	cacheDir     string
 	verbose      bool
+	cpuProfile   string
 	stdout       io.Writer
 	stderr       io.Writer
 	stdin        io.Reader
@@ -78,7 +80,12 @@ func newRoot(g *globals) *cobra.Command {
 		Short:         "Chain of custody for AI/ML data: versioned, encrypted, deduplicated snapshots",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+		PersistentPostRun: func(cmd *cobra.Command, args []string) {
+			if g.cpuProfile != "" {
+				pprof.StopCPUProfile()
+			}
+		},
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelWarn
 			if g.verbose {
 				level = slog.LevelDebug
@@ -90,6 +97,14 @@ func newRoot(g *globals) *cobra.Command {
 			if g.passwordFile == "" {
 				g.passwordFile = os.Getenv("CUSTODY_PASSWORD_FILE")
 			}
+			if g.cpuProfile != "" {
+				f, err := os.Create(g.cpuProfile)
+				if err != nil {
+					return err
+				}
+				return pprof.StartCPUProfile(f)
+			}
+			return nil
 		},
 	}
 	pf := root.PersistentFlags()
@@ -98,6 +113,8 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.passwordFile, "password-file", "", "read the passphrase from this file; env CUSTODY_PASSWORD_FILE (or set CUSTODY_PASSWORD)")
 	pf.StringVar(&g.cacheDir, "cache-dir", "", "local cache directory; env CUSTODY_CACHE (default: the user cache dir)")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log more")
+	pf.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the command to this file")
+	pf.MarkHidden("cpu-profile")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newInitCmd(g), newSnapshotCmd(g), newLogCmd(g), newLsCmd(g), newDiffCmd(g),

@@ -23,10 +23,28 @@ const (
 )
 
 // Xattr is one extended attribute. Names are kept as bytes on the way in
-// and out through Name/NameRaw like node names.
+// and out through Name/NameRaw like node names (RawName, SetName).
 type Xattr struct {
-	Name  string `json:"name"`
-	Value []byte `json:"value"`
+	Name    string `json:"name,omitempty"`
+	NameRaw []byte `json:"name_raw,omitempty"`
+	Value   []byte `json:"value"`
+}
+
+// RawName is the attribute's name as the filesystem has it.
+func (x *Xattr) RawName() []byte {
+	if x.NameRaw != nil {
+		return x.NameRaw
+	}
+	return []byte(x.Name)
+}
+
+// SetName stores name in Name when it is valid UTF-8, else in NameRaw.
+func (x *Xattr) SetName(name []byte) {
+	if utf8.Valid(name) {
+		x.Name, x.NameRaw = string(name), nil
+		return
+	}
+	x.Name, x.NameRaw = "", slices.Clone(name)
 }
 
 // Node is one entry of a directory. Names and link targets that are valid
@@ -153,6 +171,9 @@ func (t *Tree) validate() error {
 		if n.Name != "" && n.NameRaw != nil {
 			return fmt.Errorf("%w: entry %q has both name and name_raw", ErrBadTree, name)
 		}
+		if n.LinkTarget != "" && n.LinkTargetRaw != nil {
+			return fmt.Errorf("%w: entry %q has both target and target_raw", ErrBadTree, name)
+		}
 		if i > 0 && bytes.Compare(prev, name) >= 0 {
 			return fmt.Errorf("%w: entries not sorted or not unique at %q", ErrBadTree, name)
 		}
@@ -177,7 +198,8 @@ func (t *Tree) validate() error {
 			return fmt.Errorf("%w: entry %q has unknown type %q", ErrBadTree, name, n.Type)
 		}
 		for _, x := range n.Xattrs {
-			if x.Name == "" || bytes.IndexByte([]byte(x.Name), 0) >= 0 {
+			xn := x.RawName()
+			if len(xn) == 0 || bytes.IndexByte(xn, 0) >= 0 || (x.Name != "" && x.NameRaw != nil) {
 				return fmt.Errorf("%w: entry %q has a bad xattr name", ErrBadTree, name)
 			}
 		}

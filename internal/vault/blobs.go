@@ -96,8 +96,15 @@ func (v *Vault) frame(dst []byte, t BlobType, plaintext []byte) []byte {
 			return append(append(dst, frameRaw), plaintext...)
 		}
 	}
+	// Data uses zstd's fastest level: on mixed datasets it stores about 1%
+	// more than the default level at a third of the CPU. Trees are small
+	// and repetitive and get the default level.
+	enc := v.zfast
+	if t == TreeBlob {
+		enc = v.zenc
+	}
 	dst = append(dst, frameZstd)
-	out := v.zenc.EncodeAll(plaintext, dst)
+	out := enc.EncodeAll(plaintext, dst)
 	if len(out)-1 >= len(plaintext)*97/100 {
 		return append(append(dst[:0], frameRaw), plaintext...)
 	}
