@@ -5,6 +5,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"os"
 	"time"
 )
 
@@ -65,4 +66,20 @@ type Backend interface {
 	List(ctx context.Context, kind Kind, fn func(Info) error) error
 	Delete(ctx context.Context, h Handle) error
 	Close() error
+}
+
+// FilePutter is implemented by backends that can turn a file the caller
+// wrote into an object without the bytes passing through memory (the local
+// backend links it into place). Writers of large objects (packs) use it
+// when it is there, so their memory does not grow with the object size.
+type FilePutter interface {
+	// CreateTemp makes a new, empty temporary file in the backend's own
+	// space, invisible to Get and List.
+	CreateTemp() (*os.File, error)
+	// PutFile makes the fully written temporary file f (from CreateTemp)
+	// the object h, atomically and write-once like Put. f is closed and its
+	// temporary name removed whether or not it succeeds.
+	PutFile(ctx context.Context, h Handle, f *os.File) error
+	// DiscardTemp closes and removes a temporary file that will not be put.
+	DiscardTemp(f *os.File)
 }

@@ -65,12 +65,27 @@ func (v *Vault) SaveBlob(ctx context.Context, t BlobType, id ID, plaintext []byt
 	v.mu.Lock()
 	p := v.packers[t]
 	if p == nil {
-		p = &packer{buf: make([]byte, 0, v.cfg.PackSize+len(sealed)+4096)}
+		var err error
+		if p, err = newPacker(v.be); err != nil {
+			delete(v.inflight, id)
+			v.mu.Unlock()
+			return 0, err
+		}
 		v.packers[t] = p
 	}
-	p.add(t, id, sealed, len(plaintext))
+	if err := p.add(t, id, sealed, len(plaintext)); err != nil {
+		// The pack is unusable now: drop it and everything in it.
+		v.packers[t] = nil
+		for _, e := range p.entries {
+			delete(v.inflight, e.ID)
+		}
+		delete(v.inflight, id)
+		v.mu.Unlock()
+		p.discard(v.be)
+		return 0, err
+	}
 	var full *packer
-	if len(p.buf) >= v.cfg.PackSize {
+	if p.size >= int64(v.cfg.PackSize) {
 		full, v.packers[t] = p, nil
 	}
 	v.mu.Unlock()
@@ -113,9 +128,23 @@ func (v *Vault) frame(dst []byte, t BlobType, plaintext []byte) []byte {
 
 // uploadPack finishes a pack, stores it and records its blobs.
 func (v *Vault) uploadPack(ctx context.Context, p *packer) error {
-	data, name := p.finish(v.seal)
-	err := v.be.Put(ctx, backend.Handle{Kind: backend.Packs, Name: name.String()}, data)
-	if err != nil && !errors.Is(err, backend.ErrExists) {
+	name, err := p.finish(v.seal)
+	if err == nil {
+		h := backend.Handle{Kind: backend.Packs, Name: name.String()}
+		if p.file != nil {
+			f := p.file
+			p.file = nil
+			err = v.be.(backend.FilePutter).PutFile(ctx, h, f)
+		} else {
+			err = v.be.Put(ctx, h, p.buf)
+			p.buf = nil
+		}
+		if errors.Is(err, backend.ErrExists) {
+			err = nil // the same bytes are already there
+		}
+	}
+	if err != nil {
+		p.discard(v.be)
 		v.mu.Lock()
 		for _, e := range p.entries {
 			delete(v.inflight, e.ID)

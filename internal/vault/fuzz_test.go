@@ -2,6 +2,7 @@ package vault
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"testing"
 )
@@ -26,7 +27,7 @@ func FuzzDecodeIndex(f *testing.F) {
 }
 
 func FuzzDecodePackHeader(f *testing.F) {
-	p := &packer{}
+	p := &packer{hash: sha256.New()}
 	p.add(DataBlob, ID{1}, make([]byte, 40), 12)
 	p.add(TreeBlob, ID{2}, make([]byte, 50), 30)
 	hdr := []byte(packMagic + "\x02\x00\x00\x00")

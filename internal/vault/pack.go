@@ -5,6 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"os"
+
+	"github.com/custodyhq/custody/internal/backend"
 )
 
 // A pack is a write-once object holding sealed blobs followed by a sealed
@@ -34,19 +38,53 @@ type blobEntry struct {
 	RawLen uint32 // plaintext length, after decompression
 }
 
-// packer accumulates sealed blobs of one type until the pack is full.
+// packer accumulates sealed blobs of one type until the pack is full. The
+// bytes go to a temporary file of the backend when it offers one, so a
+// pack costs page cache rather than heap; otherwise to memory.
 type packer struct {
+	file    *os.File // nil: buf holds the pack
 	buf     []byte
+	size    int64
+	hash    hash.Hash
 	entries []blobEntry
 }
 
-func (p *packer) add(t BlobType, id ID, sealed []byte, rawLen int) {
-	p.entries = append(p.entries, blobEntry{Type: t, ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(sealed)), RawLen: uint32(rawLen)})
-	p.buf = append(p.buf, sealed...)
+func newPacker(be backend.Backend) (*packer, error) {
+	p := &packer{hash: sha256.New()}
+	if fp, ok := be.(backend.FilePutter); ok {
+		f, err := fp.CreateTemp()
+		if err != nil {
+			return nil, fmt.Errorf("new pack: %w", err)
+		}
+		p.file = f
+	}
+	return p, nil
 }
 
-// finish appends the sealed header and returns the pack's bytes and name.
-func (p *packer) finish(s *sealer) ([]byte, ID) {
+func (p *packer) write(b []byte) error {
+	if p.file != nil {
+		if _, err := p.file.Write(b); err != nil {
+			return fmt.Errorf("write pack: %w", err)
+		}
+	} else {
+		p.buf = append(p.buf, b...)
+	}
+	p.hash.Write(b)
+	p.size += int64(len(b))
+	return nil
+}
+
+func (p *packer) add(t BlobType, id ID, sealed []byte, rawLen int) error {
+	off := p.size
+	if err := p.write(sealed); err != nil {
+		return err
+	}
+	p.entries = append(p.entries, blobEntry{Type: t, ID: id, Offset: uint32(off), Length: uint32(len(sealed)), RawLen: uint32(rawLen)})
+	return nil
+}
+
+// finish appends the sealed header and its length and returns the pack's name.
+func (p *packer) finish(s *sealer) (ID, error) {
 	hdr := make([]byte, 0, 8+len(p.entries)*packEntrySize)
 	hdr = append(hdr, packMagic...)
 	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(p.entries)))
@@ -56,10 +94,22 @@ func (p *packer) finish(s *sealer) ([]byte, ID) {
 		hdr = binary.LittleEndian.AppendUint32(hdr, e.Length)
 		hdr = binary.LittleEndian.AppendUint32(hdr, e.RawLen)
 	}
-	n := len(p.buf)
-	p.buf = s.seal(p.buf, hdr, []byte("pack header"))
-	p.buf = binary.LittleEndian.AppendUint32(p.buf, uint32(len(p.buf)-n))
-	return p.buf, sha256.Sum256(p.buf)
+	sealed := s.seal(nil, hdr, []byte("pack header"))
+	sealed = binary.LittleEndian.AppendUint32(sealed, uint32(len(sealed)))
+	if err := p.write(sealed); err != nil {
+		return ID{}, err
+	}
+	var id ID
+	p.hash.Sum(id[:0])
+	return id, nil
+}
+
+// discard drops an unfinished pack.
+func (p *packer) discard(be backend.Backend) {
+	if p.file != nil {
+		be.(backend.FilePutter).DiscardTemp(p.file)
+		p.file = nil
+	}
 }
 
 // packHeaderLen reads the trailing length of a pack's sealed header.

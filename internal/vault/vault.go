@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -184,6 +185,9 @@ func Open(ctx context.Context, be backend.Backend, passphrase string, opts Optio
 	if err := v.unlock(ctx, passphrase); err != nil {
 		return nil, err
 	}
+	// Argon2id just used tens of MiB that are garbage now: hand them back
+	// before the real work, so they do not add to the process's peak.
+	debug.FreeOSMemory()
 	if err := v.loadConfig(ctx); err != nil {
 		return nil, err
 	}
