@@ -53,13 +53,17 @@ var (
 // Backend is the object store a vault lives in. Objects are write-once:
 // Put of an existing name returns ErrExists and leaves the object as it was.
 // Put is atomic: a reader sees the whole object or nothing, also after a crash.
-// All methods are safe for concurrent use.
+// All methods are safe for concurrent use. Every method checks ctx first and
+// refuses a handle that fails Handle.Validate with ErrInvalidHandle; a missing
+// object is an error wrapping ErrNotFound. The suite in backendtest holds
+// each implementation to these rules.
 type Backend interface {
 	// Location is a human-readable place (a path or URL) for messages.
 	Location() string
 	Put(ctx context.Context, h Handle, data []byte) error
 	Get(ctx context.Context, h Handle) ([]byte, error)
-	// GetRange reads length bytes at offset; a short object is an error.
+	// GetRange reads length bytes at offset; a short object is an error
+	// wrapping io.ErrUnexpectedEOF.
 	GetRange(ctx context.Context, h Handle, offset, length int64) ([]byte, error)
 	Stat(ctx context.Context, h Handle) (Info, error)
 	// List calls fn for every object of kind, in no particular order.

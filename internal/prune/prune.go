@@ -79,7 +79,7 @@ func Run(ctx context.Context, v *vault.Vault, opts Options) (*Stats, error) {
 	if t, ok := v.Backend().(interface {
 		RemoveStaleTemp(context.Context, time.Duration) (int, error)
 	}); ok && !opts.DryRun {
-		n, err := t.RemoveStaleTemp(ctx, max(opts.SafetyMargin, 10*time.Minute))
+		n, err := t.RemoveStaleTemp(ctx, max(opts.SafetyMargin, time.Hour))
 		if err != nil {
 			return st, err
 		}
