@@ -87,3 +87,11 @@ type FilePutter interface {
 	// DiscardTemp closes and removes a temporary file that will not be put.
 	DiscardTemp(f *os.File)
 }
+
+// RangeReader is implemented by backends that can read part of an object
+// into a buffer the caller owns, so hot read paths allocate nothing.
+type RangeReader interface {
+	// ReadRange fills dst with the bytes of h at offset; a short object is
+	// an error, as for GetRange.
+	ReadRange(ctx context.Context, h Handle, offset int64, dst []byte) error
+}

@@ -170,6 +170,7 @@ type restorer struct {
 	workers   int
 	readAhead int           // most blobs of one file loaded at once
 	loads     chan struct{} // one token per blob loading or loaded, not yet written
+	bufs      chan []byte   // free plaintext buffers; at most one per load token is in use
 	asRoot    bool          // owners are restored only by root
 	existing  bool          // the target was not empty: look before creating
 	// ownsMarker is set when the version itself has an entry named like
@@ -195,6 +196,7 @@ func newRestorer(blobs Blobs, top *os.Root, opts RestoreOptions) *restorer {
 		workers:   w,
 		readAhead: min(max(w, 2), 16),
 		loads:     make(chan struct{}, w),
+		bufs:      make(chan []byte, w),
 		asRoot:    os.Geteuid() == 0,
 		links:     map[devIno]*linkGroup{},
 		open:      map[*dirState]struct{}{},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/custodyhq/custody/internal/backend"
@@ -201,7 +202,40 @@ func (v *Vault) Flush(ctx context.Context) error {
 
 // LoadBlob reads, authenticates, decompresses and verifies blob id.
 func (v *Vault) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
+	return v.LoadBlobInto(ctx, id, nil)
+}
+
+// LoadBlobInto is LoadBlob appending the plaintext to buf[:0], so that a
+// caller reusing buffers makes the read path allocation-free.
+func (v *Vault) LoadBlobInto(ctx context.Context, id ID, buf []byte) ([]byte, error) {
+	loc, err := v.locate(id)
+	if err != nil {
+		return nil, err
+	}
+	h := backend.Handle{Kind: backend.Packs, Name: loc.Pack.String()}
+	var sealed []byte
+	if rr, ok := v.be.(backend.RangeReader); ok {
+		sp := scratch.Get().(*[]byte)
+		defer scratch.Put(sp)
+		sealed = slices.Grow((*sp)[:0], int(loc.Length))[:loc.Length]
+		*sp = sealed[:0]
+		err = rr.ReadRange(ctx, h, int64(loc.Offset), sealed)
+	} else {
+		sealed, err = v.be.GetRange(ctx, h, int64(loc.Offset), int64(loc.Length))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), loc.Pack.Short(), err)
+	}
+	plain, err := v.openBlob(id, sealed, int(loc.RawLen), buf[:0])
+	if err != nil {
+		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), loc.Pack.Short(), err)
+	}
+	return plain, nil
+}
+
+func (v *Vault) locate(id ID) (location, error) {
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	loc, ok := v.written[id]
 	if !ok {
 		// Marked packs still serve reads until prune deletes them.
@@ -209,24 +243,16 @@ func (v *Vault) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
 			loc, ok = v.idx.lookup(id, nil)
 		}
 	}
-	v.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("load blob %s: %w", id.Short(), ErrBlobNotFound)
+		return loc, fmt.Errorf("load blob %s: %w", id.Short(), ErrBlobNotFound)
 	}
-	sealed, err := v.be.GetRange(ctx, backend.Handle{Kind: backend.Packs, Name: loc.Pack.String()}, int64(loc.Offset), int64(loc.Length))
-	if err != nil {
-		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), loc.Pack.Short(), err)
-	}
-	plain, err := v.openBlob(id, sealed, int(loc.RawLen))
-	if err != nil {
-		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), loc.Pack.Short(), err)
-	}
-	return plain, nil
+	return loc, nil
 }
 
-// openBlob authenticates a sealed blob and checks its plaintext hashes to id.
-func (v *Vault) openBlob(id ID, sealed []byte, rawLen int) ([]byte, error) {
-	framed, err := v.seal.open(nil, sealed, blobAAD(id))
+// openBlob authenticates a sealed blob, decrypting it in place (sealed is
+// overwritten), decodes it into dst and checks that it hashes to id.
+func (v *Vault) openBlob(id ID, sealed []byte, rawLen int, dst []byte) ([]byte, error) {
+	framed, err := v.seal.openInPlace(sealed, blobAAD(id))
 	if err != nil {
 		return nil, err
 	}
@@ -236,12 +262,12 @@ func (v *Vault) openBlob(id ID, sealed []byte, rawLen int) ([]byte, error) {
 	var plain []byte
 	switch framed[0] {
 	case frameRaw:
-		plain = framed[1:]
+		plain = append(dst, framed[1:]...)
 	case frameZstd:
 		if rawLen > 2*v.cfg.Chunker.Max {
 			return nil, fmt.Errorf("blob claims %d bytes, more than any chunk", rawLen)
 		}
-		plain, err = v.zdec.DecodeAll(framed[1:], make([]byte, 0, rawLen))
+		plain, err = v.zdec.DecodeAll(framed[1:], slices.Grow(dst, rawLen))
 		if err != nil {
 			return nil, fmt.Errorf("decompress: %w", err)
 		}

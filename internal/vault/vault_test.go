@@ -57,8 +57,10 @@ func TestOpenRefusesWrongPassphrase(t *testing.T) {
 func TestOpenRefusesWhatIsNotAVault(t *testing.T) {
 	ctx := context.Background()
 	cases := map[string]func(be backend.Backend){
-		"empty":   func(backend.Backend) {},
-		"foreign": func(be backend.Backend) { be.Put(ctx, backend.Handle{Kind: backend.Marker}, []byte(`{"format":"restic"}`)) },
+		"empty": func(backend.Backend) {},
+		"foreign": func(be backend.Backend) {
+			be.Put(ctx, backend.Handle{Kind: backend.Marker}, []byte(`{"format":"restic"}`))
+		},
 		"garbage": func(be backend.Backend) { be.Put(ctx, backend.Handle{Kind: backend.Marker}, []byte{0xff, 0}) },
 	}
 	for name, setup := range cases {

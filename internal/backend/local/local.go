@@ -245,34 +245,64 @@ func (l *Local) Get(ctx context.Context, h backend.Handle) ([]byte, error) {
 // GetRange returns length bytes at offset. A range past the end of the
 // object is an error wrapping io.ErrUnexpectedEOF.
 func (l *Local) GetRange(ctx context.Context, h backend.Handle, offset, length int64) ([]byte, error) {
-	if err := begin(ctx, h); err != nil {
-		return nil, fmt.Errorf("get %s: %w", h, err)
-	}
 	if offset < 0 || length < 0 {
 		return nil, fmt.Errorf("read %s: invalid range: offset %d, length %d", h, offset, length)
+	}
+	f, err := l.openRange(ctx, h, offset, length)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, length) // after openRange checked the size: a corrupt length cannot exhaust memory
+	if err := l.readAt(f, h, buf, offset); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// ReadRange is GetRange into the caller's buffer.
+func (l *Local) ReadRange(ctx context.Context, h backend.Handle, offset int64, dst []byte) error {
+	if offset < 0 {
+		return fmt.Errorf("read %s: invalid range: offset %d", h, offset)
+	}
+	f, err := l.openRange(ctx, h, offset, int64(len(dst)))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return l.readAt(f, h, dst, offset)
+}
+
+// openRange opens h and checks that it holds length bytes at offset.
+func (l *Local) openRange(ctx context.Context, h backend.Handle, offset, length int64) (*os.File, error) {
+	if err := begin(ctx, h); err != nil {
+		return nil, fmt.Errorf("get %s: %w", h, err)
 	}
 	f, err := l.root.Open(objectPath(h))
 	if err != nil {
 		return nil, l.opError("read", h, err)
 	}
-	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
+		f.Close()
 		return nil, l.opError("read", h, err)
 	}
-	// Checked before allocating, so a corrupt length cannot exhaust memory.
 	if size := fi.Size(); offset > size || length > size-offset {
+		f.Close()
 		return nil, fmt.Errorf("read %s in %s: bytes %d to %d requested, but the object has only %d: %w",
 			h, l.dir, offset, offset+length, size, io.ErrUnexpectedEOF)
 	}
-	buf := make([]byte, length)
+	return f, nil
+}
+
+func (l *Local) readAt(f *os.File, h backend.Handle, buf []byte, offset int64) error {
 	if _, err := f.ReadAt(buf, offset); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF // the file shrank under us; it should never
 		}
-		return nil, l.opError("read", h, err)
+		return l.opError("read", h, err)
 	}
-	return buf, nil
+	return nil
 }
 
 // Stat reports the object's size and the file's modification time.
