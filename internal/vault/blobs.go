@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/custodyhq/custody/internal/backend"
 )
@@ -19,7 +18,29 @@ const (
 	frameZstd = 1
 )
 
-var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+// scratch is a free list of buffers for sealed and framed blobs. Not a
+// sync.Pool: every GC empties a Pool, and then each chunk would allocate
+// megabytes again; a bounded list keeps a handful alive for good.
+var scratch = freeList{ch: make(chan *[]byte, 16)}
+
+type freeList struct{ ch chan *[]byte }
+
+func (f freeList) Get() *[]byte {
+	select {
+	case b := <-f.ch:
+		return b
+	default:
+		b := make([]byte, 0, 1<<20)
+		return &b
+	}
+}
+
+func (f freeList) Put(b *[]byte) {
+	select {
+	case f.ch <- b:
+	default:
+	}
+}
 
 // HasBlob reports whether id is stored (or being stored by this process).
 func (v *Vault) HasBlob(id ID) bool {
@@ -55,10 +76,10 @@ func (v *Vault) SaveBlob(ctx context.Context, t BlobType, id ID, plaintext []byt
 	v.inflight[id] = struct{}{}
 	v.mu.Unlock()
 
-	bp := scratch.Get().(*[]byte)
+	bp := scratch.Get()
 	defer scratch.Put(bp)
 	framed := v.frame((*bp)[:0], t, plaintext)
-	sp := scratch.Get().(*[]byte)
+	sp := scratch.Get()
 	defer scratch.Put(sp)
 	sealed := v.seal.seal((*sp)[:0], framed, blobAAD(id))
 	*bp, *sp = framed[:0], sealed[:0]
@@ -215,7 +236,7 @@ func (v *Vault) LoadBlobInto(ctx context.Context, id ID, buf []byte) ([]byte, er
 	h := backend.Handle{Kind: backend.Packs, Name: loc.Pack.String()}
 	var sealed []byte
 	if rr, ok := v.be.(backend.RangeReader); ok {
-		sp := scratch.Get().(*[]byte)
+		sp := scratch.Get()
 		defer scratch.Put(sp)
 		sealed = slices.Grow((*sp)[:0], int(loc.Length))[:loc.Length]
 		*sp = sealed[:0]
