@@ -7,6 +7,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,6 +18,16 @@ import (
 )
 
 var datasetName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// stages are the pipeline stages a version can be bound to.
+var stages = []string{"collect", "clean", "explore", "features", "split", "train", "evaluate", "tune", "deploy", "monitor"}
+
+func checkStage(stage string) error {
+	if stage == "" || slices.Contains(stages, stage) {
+		return nil
+	}
+	return usagef("stage %q: use one of %s", stage, strings.Join(stages, ", "))
+}
 
 func checkDataset(name string) error {
 	if !datasetName.MatchString(name) {
@@ -48,6 +60,9 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 				dataset = filepath.Base(src)
 			}
 			if err := checkDataset(dataset); err != nil {
+				return err
+			}
+			if err := checkStage(stage); err != nil {
 				return err
 			}
 			v, err := g.openVault(ctx)
