@@ -1,0 +1,79 @@
+// Package vaulttest builds small real vaults, on the in-memory backend and
+// with cheap key derivation, for the tests of packages above the vault.
+package vaulttest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/custodyhq/custody/internal/backend/mem"
+	"github.com/custodyhq/custody/internal/snapshot"
+	"github.com/custodyhq/custody/internal/vault"
+)
+
+// Passphrase opens every vault this package makes.
+const Passphrase = "test passphrase"
+
+// New makes and opens a vault on a fresh in-memory backend.
+func New(t testing.TB) (*vault.Vault, *mem.Mem) {
+	t.Helper()
+	be := mem.New()
+	if err := vault.Init(context.Background(), be, Passphrase, vault.InitOptions{KDF: vault.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	return Reopen(t, be), be
+}
+
+// Reopen opens the vault on be again, as a new process would.
+func Reopen(t testing.TB, be *mem.Mem) *vault.Vault {
+	t.Helper()
+	v, err := vault.Open(context.Background(), be, Passphrase, vault.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+// WriteFiles creates files (name -> content) under dir.
+func WriteFiles(t testing.TB, dir string, files map[string][]byte) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Snapshot archives dir as a new version of dataset, the way the CLI does.
+func Snapshot(t testing.TB, v *vault.Vault, dataset, dir string) *vault.Version {
+	t.Helper()
+	ctx := context.Background()
+	var opts snapshot.ArchiveOptions
+	parent, err := v.ResolveVersion(ctx, "latest", dataset)
+	if err == nil {
+		opts.Parent = parent.Tree
+	}
+	res, err := snapshot.Archive(ctx, v, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ver := &vault.Version{Dataset: dataset, Tree: res.Tree, Time: time.Now().UTC(), Files: res.Files, Bytes: res.Bytes}
+	if parent != nil {
+		ver.Parent = &parent.ID
+	}
+	if _, err := v.SaveVersion(ctx, ver); err != nil {
+		t.Fatal(err)
+	}
+	return ver
+}
