@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseAgeAcceptsDaysWeeksAndGoDurations(t *testing.T) {
+	cases := map[string]time.Duration{"30d": 30 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "36h": 36 * time.Hour, "1.5d": 36 * time.Hour, "": 0}
+	for in, want := range cases {
+		if got, err := parseAge(in); err != nil || got != want {
+			t.Errorf("parseAge(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"-1d", "xd", "3 days", "-5h"} {
+		if _, err := parseAge(bad); err == nil {
+			t.Errorf("parseAge(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSplitTargetSeparatesVersionAndSubPath(t *testing.T) {
+	cases := map[string][2]string{
+		"abcd1234":             {"abcd1234", ""},
+		"abcd1234:train/x.bin": {"abcd1234", "train/x.bin"},
+		"abcd1234:/train/":     {"abcd1234", "train"},
+		"latest:a:b":           {"latest", "a:b"},
+	}
+	for in, want := range cases {
+		v, sub := splitTarget(in)
+		if v != want[0] || sub != want[1] {
+			t.Errorf("splitTarget(%q) = %q, %q; want %q", in, v, sub, want)
+		}
+	}
+}
+
+func TestDisplayPathQuotesWhatAPersonCannotSee(t *testing.T) {
+	cases := map[string]string{"a/b.txt": "a/b.txt", "a\nb": `"a\nb"`, "bad\xff": `"bad\xff"`}
+	for in, want := range cases {
+		if got := displayPath(in); got != want {
+			t.Errorf("displayPath(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"nonsense"}, ExitUsage, "unknown command"},
+		{[]string{"snapshot"}, ExitUsage, "accepts 1 arg"},
+		{[]string{"log", "--vault", "/nonexistent/vault"}, ExitFailure, "not a custody vault"},
+		{[]string{"snapshot", "--vault", "/tmp", "--stage", "bogus", "/tmp"}, ExitUsage, "stage"},
+		{[]string{"forget", "--vault", "/tmp", "--dataset", "d"}, ExitUsage, "needs a rule"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		code := Main(context.Background(), c.args, strings.NewReader(""), &out, &errb)
+		if code != c.code || !strings.Contains(errb.String(), c.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, errb.String(), c.code, c.msg)
+		}
+		if n := strings.Count(strings.TrimSpace(errb.String()), "\n"); n != 0 {
+			t.Errorf("%v: error is %d lines, want one", c.args, n+1)
+		}
+	}
+}
