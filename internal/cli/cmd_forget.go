@@ -37,10 +37,15 @@ func newForgetCmd(g *globals) *cobra.Command {
 	var last int
 	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "forget --dataset D (--keep-last N | --keep-within DURATION)",
-		Short: "Remove a dataset's versions that the policy does not keep (prune then frees their data)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "forget (--dataset D (--keep-last N | --keep-within DURATION) | VERSION...)",
+		Short: "Remove versions: those a dataset's policy does not keep, or the ones named (prune then frees their data)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				if dataset != "" || last != 0 || within != "" {
+					return usagef("forget: give either VERSION arguments or --dataset with keep rules, not both")
+				}
+				return forgetVersions(cmd, g, args, dryRun)
+			}
 			if dataset == "" {
 				return usagef("forget: --dataset is required")
 			}
@@ -96,4 +101,39 @@ func newForgetCmd(g *globals) *cobra.Command {
 	f.StringVar(&within, "keep-within", "", "keep versions stored within this long (e.g. 30d, 2w, 36h); ages use the store's clock")
 	f.BoolVar(&dryRun, "dry-run", false, "show what would be removed, change nothing")
 	return cmd
+}
+
+// forgetVersions removes the named versions. It resolves ids without
+// loading them, so a damaged version that check reported can be removed.
+func forgetVersions(cmd *cobra.Command, g *globals, prefixes []string, dryRun bool) error {
+	ctx := cmd.Context()
+	v, err := g.openVault(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeVault(v)
+	var removed []string
+	for _, p := range prefixes {
+		id, err := v.ResolveVersionID(ctx, p)
+		if err != nil {
+			return err
+		}
+		if !dryRun {
+			if err := v.DeleteVersion(ctx, id); err != nil {
+				return fmt.Errorf("forget version %s: %w", id.Short(), err)
+			}
+		}
+		removed = append(removed, id.String())
+	}
+	if g.json {
+		return printJSON(g.stdout, map[string]any{"dry_run": dryRun, "removed": removed})
+	}
+	for _, id := range removed {
+		verb := "removed"
+		if dryRun {
+			verb = "would remove"
+		}
+		fmt.Fprintf(g.stdout, "%s %s\n", verb, id[:12])
+	}
+	return nil
 }

@@ -56,7 +56,7 @@ func newLogCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeVault(v)
-			all, err := v.Versions(cmd.Context())
+			all, _, err := v.ReadableVersions(cmd.Context()) // unreadable ones are warned about on stderr
 			if err != nil {
 				return err
 			}

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -37,27 +40,31 @@ func newLsCmd(g *globals) *cobra.Command {
 			}
 			type entry struct {
 				jsonPath
-				Type   snapshot.NodeType `json:"type"`
-				Mode   string            `json:"mode"`
-				Size   uint64            `json:"size"`
-				MTime  time.Time         `json:"mtime"`
-				UID    uint32            `json:"uid"`
-				GID    uint32            `json:"gid"`
-				User   string            `json:"user,omitempty"`
-				Group  string            `json:"group,omitempty"`
-				Target string            `json:"target,omitempty"`
+				Type      snapshot.NodeType `json:"type"`
+				Mode      string            `json:"mode"`
+				Size      uint64            `json:"size"`
+				MTime     time.Time         `json:"mtime"`
+				UID       uint32            `json:"uid"`
+				GID       uint32            `json:"gid"`
+				User      string            `json:"user,omitempty"`
+				Group     string            `json:"group,omitempty"`
+				Target    string            `json:"target,omitempty"`
+				TargetRaw string            `json:"target_raw,omitempty"` // base64, when the target is not valid UTF-8
 			}
 			var entries []entry
 			err = snapshot.Walk(ctx, v, ver.Tree, sub, func(path string, n *snapshot.Node) error {
 				e := entry{jsonPath: newJSONPath(path), Type: n.Type, Mode: modeString(n), Size: n.Size, MTime: time.Unix(0, n.ModTime).UTC(),
 					UID: n.UID, GID: n.GID, User: n.User, Group: n.Group, Target: string(n.RawLinkTarget())}
+				if t := n.RawLinkTarget(); len(t) > 0 && !utf8.Valid(t) {
+					e.Target, e.TargetRaw = strconv.Quote(string(t)), base64.StdEncoding.EncodeToString(t)
+				}
 				if g.json {
 					entries = append(entries, e)
 					return nil
 				}
 				name := displayPath(path)
 				if n.Type == snapshot.TypeSymlink {
-					name += " -> " + displayPath(e.Target)
+					name += " -> " + displayPath(string(n.RawLinkTarget()))
 				}
 				owner := n.User
 				if owner == "" {

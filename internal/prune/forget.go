@@ -66,7 +66,9 @@ func Forget(ctx context.Context, v *vault.Vault, dataset string, p Policy, dryRu
 	if p.Empty() {
 		return nil, ErrEmptyPolicy
 	}
-	all, err := v.Versions(ctx)
+	// Unreadable versions are left alone (and reported by the vault's
+	// log): forget removes what a policy rejects, never what it cannot read.
+	all, _, err := v.ReadableVersions(ctx)
 	if err != nil {
 		return nil, err
 	}

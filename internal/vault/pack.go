@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"os"
+	"syscall"
 
 	"github.com/custodyhq/custody/internal/backend"
 )
@@ -64,6 +65,9 @@ func newPacker(be backend.Backend) (*packer, error) {
 func (p *packer) write(b []byte) error {
 	if p.file != nil {
 		if _, err := p.file.Write(b); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return fmt.Errorf("write pack: the disk is full; free some space and retry: %w", err)
+			}
 			return fmt.Errorf("write pack: %w", err)
 		}
 	} else {

@@ -269,10 +269,18 @@ func (v *Vault) loadConfig(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the index mapping. It does not flush: call Flush first.
+// Close releases the index mapping and throws away packs not yet stored
+// (after a failure, or without Flush): their temporary files must not
+// outlive the process, least of all on a full disk.
 func (v *Vault) Close() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	for i, p := range v.packers {
+		if p != nil {
+			p.discard(v.be)
+			v.packers[i] = nil
+		}
+	}
 	v.idx.close()
 	v.idx = nil
 	if v.zenc != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -109,33 +108,55 @@ func (vt *Vault) VersionIDs(ctx context.Context) ([]ID, error) {
 }
 
 // Versions loads every version, newest first. A version that fails to load
-// is an error: callers that want to carry on (check) load one by one.
+// is an error: prune must not decide on partial knowledge.
 func (vt *Vault) Versions(ctx context.Context) ([]*Version, error) {
-	ids, err := vt.VersionIDs(ctx)
+	vs, bad, err := vt.ReadableVersions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*Version, len(ids))
+	if len(bad) > 0 {
+		return nil, bad[0]
+	}
+	return vs, nil
+}
+
+// ReadableVersions loads every version it can, newest first, and returns
+// the errors of those it cannot (damaged or forged), so that one bad
+// version does not stop work on every other.
+func (vt *Vault) ReadableVersions(ctx context.Context) ([]*Version, []error, error) {
+	ids, err := vt.VersionIDs(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	loaded := make([]*Version, len(ids))
+	errs := make([]error, len(ids))
 	var g errgroup.Group
 	g.SetLimit(8)
-	var mu sync.Mutex
 	for i, id := range ids {
 		g.Go(func() error {
-			v, err := vt.LoadVersion(ctx, id)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			out[i] = v
-			mu.Unlock()
+			loaded[i], errs[i] = vt.LoadVersion(ctx, id)
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	var out []*Version
+	var bad []error
+	for i := range ids {
+		switch {
+		case errs[i] == nil:
+			out = append(out, loaded[i])
+		case errors.Is(errs[i], backend.ErrNotFound):
+			// deleted since it was listed (a concurrent forget)
+		default:
+			bad = append(bad, fmt.Errorf("%w (run 'custody check'; remove it with 'custody forget %s')", errs[i], ids[i].String()[:12]))
+			vt.log.Warn("skipping unreadable version", "version", ids[i].Short(), "err", errs[i])
+		}
 	}
 	slices.SortStableFunc(out, func(a, b *Version) int { return b.Time.Compare(a.Time) })
-	return out, nil
+	return out, bad, nil
 }
 
 // Errors of version resolution.
@@ -149,7 +170,7 @@ var (
 // characters), or the newest version ("latest", of dataset if not empty).
 func (vt *Vault) ResolveVersion(ctx context.Context, prefix, dataset string) (*Version, error) {
 	if prefix == "latest" {
-		vs, err := vt.Versions(ctx)
+		vs, _, err := vt.ReadableVersions(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -163,13 +184,23 @@ func (vt *Vault) ResolveVersion(ctx context.Context, prefix, dataset string) (*V
 		}
 		return nil, fmt.Errorf("%w: the vault has no versions yet", ErrVersionNotFound)
 	}
+	id, err := vt.ResolveVersionID(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	return vt.LoadVersion(ctx, id)
+}
+
+// ResolveVersionID finds the id that prefix (8+ hex characters) names,
+// without loading the version: forget uses it to remove damaged ones.
+func (vt *Vault) ResolveVersionID(ctx context.Context, prefix string) (ID, error) {
 	prefix = strings.ToLower(prefix)
 	if len(prefix) < 8 {
-		return nil, fmt.Errorf("%w (got %q)", ErrShortPrefix, prefix)
+		return ID{}, fmt.Errorf("%w (got %q)", ErrShortPrefix, prefix)
 	}
 	ids, err := vt.VersionIDs(ctx)
 	if err != nil {
-		return nil, err
+		return ID{}, err
 	}
 	var match []ID
 	for _, id := range ids {
@@ -179,11 +210,11 @@ func (vt *Vault) ResolveVersion(ctx context.Context, prefix, dataset string) (*V
 	}
 	switch len(match) {
 	case 0:
-		return nil, fmt.Errorf("%w: %s (list versions with 'custody log')", ErrVersionNotFound, prefix)
+		return ID{}, fmt.Errorf("%w: %s (list versions with 'custody log')", ErrVersionNotFound, prefix)
 	case 1:
-		return vt.LoadVersion(ctx, match[0])
+		return match[0], nil
 	default:
-		return nil, fmt.Errorf("%w: %s matches %d versions; give more characters", ErrAmbiguousVersion, prefix, len(match))
+		return ID{}, fmt.Errorf("%w: %s matches %d versions; give more characters", ErrAmbiguousVersion, prefix, len(match))
 	}
 }
 
