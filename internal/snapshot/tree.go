@@ -39,12 +39,16 @@ func (x *Xattr) RawName() []byte {
 }
 
 // SetName stores name in Name when it is valid UTF-8, else in NameRaw.
-func (x *Xattr) SetName(name []byte) {
-	if utf8.Valid(name) {
-		x.Name, x.NameRaw = string(name), nil
-		return
+func (x *Xattr) SetName(name []byte) { x.Name, x.NameRaw = splitRaw(name) }
+
+// splitRaw puts b in the string field of a string/raw pair when it is
+// valid UTF-8 (readable JSON), else in the raw field (base64 in JSON, which
+// keeps every byte).
+func splitRaw(b []byte) (string, []byte) {
+	if utf8.Valid(b) {
+		return string(b), nil
 	}
-	x.Name, x.NameRaw = "", slices.Clone(name)
+	return "", slices.Clone(b)
 }
 
 // Node is one entry of a directory. Names and link targets that are valid
@@ -84,13 +88,7 @@ func (n *Node) RawName() []byte {
 }
 
 // SetName stores name in Name when it is valid UTF-8, else in NameRaw.
-func (n *Node) SetName(name []byte) {
-	if utf8.Valid(name) {
-		n.Name, n.NameRaw = string(name), nil
-		return
-	}
-	n.Name, n.NameRaw = "", slices.Clone(name)
-}
+func (n *Node) SetName(name []byte) { n.Name, n.NameRaw = splitRaw(name) }
 
 // RawLinkTarget is the symlink's target as the filesystem has it.
 func (n *Node) RawLinkTarget() []byte {
@@ -101,13 +99,7 @@ func (n *Node) RawLinkTarget() []byte {
 }
 
 // SetLinkTarget stores target like SetName does names.
-func (n *Node) SetLinkTarget(target []byte) {
-	if utf8.Valid(target) {
-		n.LinkTarget, n.LinkTargetRaw = string(target), nil
-		return
-	}
-	n.LinkTarget, n.LinkTargetRaw = "", slices.Clone(target)
-}
+func (n *Node) SetLinkTarget(target []byte) { n.LinkTarget, n.LinkTargetRaw = splitRaw(target) }
 
 // Tree is one directory: its entries sorted by raw name bytes, unique.
 type Tree struct {

@@ -55,15 +55,20 @@ func (v *Vault) ReadIndexObject(ctx context.Context, id ID) ([]PackBlobs, error)
 
 // PackIDs lists every pack with its stored size and time.
 func (v *Vault) PackIDs(ctx context.Context) (map[ID]backend.Info, error) {
+	return v.listInfos(ctx, backend.Packs)
+}
+
+// listInfos lists the hash-named objects of kind with their stored info.
+func (v *Vault) listInfos(ctx context.Context, kind backend.Kind) (map[ID]backend.Info, error) {
 	out := map[ID]backend.Info{}
-	err := v.be.List(ctx, backend.Packs, func(i backend.Info) error {
+	err := v.be.List(ctx, kind, func(i backend.Info) error {
 		if id, err := ParseID(i.Handle.Name); err == nil {
 			out[id] = i
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list packs: %w", err)
+		return nil, fmt.Errorf("list %s: %w", kind, err)
 	}
 	return out, nil
 }
@@ -174,14 +179,7 @@ func (v *Vault) VerifyKeys(ctx context.Context) []error {
 
 // PendingDeletions lists prune's pending-deletion objects with their stored info.
 func (v *Vault) PendingDeletions(ctx context.Context) (map[ID]backend.Info, error) {
-	out := map[ID]backend.Info{}
-	err := v.be.List(ctx, backend.Pending, func(i backend.Info) error {
-		if id, err := ParseID(i.Handle.Name); err == nil {
-			out[id] = i
-		}
-		return nil
-	})
-	return out, err
+	return v.listInfos(ctx, backend.Pending)
 }
 
 // MarkForDeletion records packs prune intends to delete; from now on their
