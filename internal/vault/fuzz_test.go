@@ -127,3 +127,19 @@ func FuzzParseDiskIndex(f *testing.F) {
 		d.each(func(ID, location) error { return nil })
 	})
 }
+
+func FuzzDecodePending(f *testing.F) {
+	good, _ := json.Marshal(pendingDeletion{Packs: []ID{{1}, {2}}})
+	f.Add(good)
+	f.Add([]byte(`{"packs":["zz"]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodePending(b)
+		if err != nil {
+			return
+		}
+		again, _ := json.Marshal(p)
+		if q, err := decodePending(again); err != nil || len(q.Packs) != len(p.Packs) {
+			t.Fatalf("pending does not round-trip: %v", err)
+		}
+	})
+}

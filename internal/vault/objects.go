@@ -185,9 +185,17 @@ func (v *Vault) LoadPending(ctx context.Context, id ID) (*pendingDeletion, error
 	if err != nil {
 		return nil, err
 	}
+	p, err := decodePending(plain)
+	if err != nil {
+		return nil, fmt.Errorf("pending %s: %w", id.Short(), err)
+	}
+	return p, nil
+}
+
+func decodePending(plain []byte) (*pendingDeletion, error) {
 	var p pendingDeletion
 	if err := json.Unmarshal(plain, &p); err != nil {
-		return nil, fmt.Errorf("pending %s: %w", id.Short(), err)
+		return nil, err
 	}
 	return &p, nil
 }
