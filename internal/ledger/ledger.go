@@ -19,18 +19,22 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// HashStore keeps the hashes tlog.StoredHashes asks a log to store, at
-// tlog.StoredHashIndex positions. ReadHashes (tlog.HashReader) must return
-// exactly the hashes asked for or an error.
-type HashStore interface {
+// Store keeps the log: each record's bytes together with the hashes
+// tlog.StoredHashes asks the log to store for it (at tlog.StoredHashIndex
+// positions). ReadHashes (tlog.HashReader) returns exactly the hashes asked
+// for or an error. The catalog (SQLite, PostgreSQL) is the production
+// store; MemStore serves tests and verification.
+type Store interface {
 	tlog.HashReader
-	// Size is the number of records whose hashes are stored.
+	// Size is the number of records stored.
 	Size(ctx context.Context) (int64, error)
-	// AppendHashes stores the hashes of records [size, size+len(perRecord)):
-	// perRecord[i] are those tlog.StoredHashes returned for record size+i.
-	// It fails with ErrConflict when the store does not hold exactly size
-	// records, so that two appenders can never interleave.
-	AppendHashes(ctx context.Context, size int64, perRecord [][]tlog.Hash) error
+	// Append stores records [size, size+len(records)) with their hashes
+	// (hashes[i] for records[i]), atomically. It fails with ErrConflict
+	// when the store does not hold exactly size records, so that appenders
+	// in several processes or hosts never interleave or leave a gap.
+	Append(ctx context.Context, size int64, records [][]byte, hashes [][]tlog.Hash) error
+	// Records yields the stored records from index from on, in order.
+	Records(ctx context.Context, from int64) Records
 }
 
 // ErrConflict: another appender extended the log first; read the size again.
@@ -38,12 +42,12 @@ var ErrConflict = errors.New("the log grew under this append")
 
 // Log appends records to a Merkle tree and proves things about it.
 type Log struct {
-	store HashStore
+	store Store
 	mu    sync.Mutex // one append at a time within this process
 }
 
 // New returns a log over store.
-func New(store HashStore) *Log { return &Log{store: store} }
+func New(store Store) *Log { return &Log{store: store} }
 
 // Append adds records (canonical leaf bytes, see Entry.Leaf) and returns
 // the index of the first. Concurrent appenders in other processes are
@@ -61,7 +65,7 @@ func (l *Log) Append(ctx context.Context, records [][]byte) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("append: %w", err)
 		}
-		err = l.store.AppendHashes(ctx, size, hashes)
+		err = l.store.Append(ctx, size, records, hashes)
 		if err == nil {
 			return size, nil
 		}
@@ -156,4 +160,15 @@ func (l *Log) ProveConsistency(oldSize, newSize int64) (tlog.TreeProof, error) {
 		return nil, fmt.Errorf("prove: a tree of %d records cannot extend one of %d", newSize, oldSize)
 	}
 	return tlog.ProveTree(newSize, oldSize, l.store)
+}
+
+// HashOwner says which record's hash set (what StoredHashes returned when
+// that record was appended) holds the stored hash at index x, and at which
+// offset in it: a store that keeps one row per record finds hashes by it.
+// A subtree hash at level L, position n covers records [n<<L, (n+1)<<L)
+// and is stored with the last of them.
+func HashOwner(x int64) (record, offset int64) {
+	level, n := tlog.SplitStoredHashIndex(x)
+	record = (n+1)<<level - 1
+	return record, x - tlog.StoredHashIndex(0, record)
 }

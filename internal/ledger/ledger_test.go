@@ -303,3 +303,31 @@ func BenchmarkVerify100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*100_000)/b.Elapsed().Seconds(), "entries/s")
 }
+
+func TestHashOwnerFindsEveryStoredHash(t *testing.T) {
+	st := &MemStore{}
+	l := New(st)
+	recs := leaves(t, 0, 300)
+	l.Append(context.Background(), recs)
+	var sets [][]tlog.Hash
+	for i := range recs {
+		lo, hi := tlog.StoredHashIndex(0, int64(i)), tlog.StoredHashCount(int64(i)+1)
+		hs, _ := st.ReadHashes(seq(lo, hi))
+		sets = append(sets, hs)
+	}
+	for x := range tlog.StoredHashCount(300) {
+		r, off := HashOwner(x)
+		want, _ := st.ReadHashes([]int64{x})
+		if r >= 300 || off >= int64(len(sets[r])) || sets[r][off] != want[0] {
+			t.Fatalf("hash %d: owner %d offset %d is wrong", x, r, off)
+		}
+	}
+}
+
+func seq(lo, hi int64) []int64 {
+	var out []int64
+	for i := lo; i < hi; i++ {
+		out = append(out, i)
+	}
+	return out
+}

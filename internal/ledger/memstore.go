@@ -8,12 +8,13 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// MemStore is a HashStore in memory: for tests, and for recomputing a tree
+// MemStore is a Store in memory: for tests, and for recomputing a tree
 // from its records during verification.
 type MemStore struct {
-	mu     sync.Mutex
-	hashes []tlog.Hash // at tlog.StoredHashIndex positions, contiguous
-	size   int64
+	mu      sync.Mutex
+	hashes  []tlog.Hash // at tlog.StoredHashIndex positions, contiguous
+	records [][]byte    // nil entries when only hashes are kept
+	size    int64
 }
 
 // ReadHashes implements tlog.HashReader.
@@ -30,23 +31,46 @@ func (m *MemStore) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
-// Size implements HashStore.
+// Size implements Store.
 func (m *MemStore) Size(context.Context) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.size, nil
 }
 
-// AppendHashes implements HashStore.
-func (m *MemStore) AppendHashes(_ context.Context, size int64, perRecord [][]tlog.Hash) error {
+// Append implements Store.
+func (m *MemStore) Append(_ context.Context, size int64, records [][]byte, hashes [][]tlog.Hash) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if size != m.size {
 		return fmt.Errorf("%w: at %d, store has %d", ErrConflict, size, m.size)
 	}
-	for _, hs := range perRecord {
+	if records != nil && len(records) != len(hashes) {
+		return fmt.Errorf("append: %d records with %d hash sets", len(records), len(hashes))
+	}
+	for i, hs := range hashes {
 		m.hashes = append(m.hashes, hs...)
+		var rec []byte
+		if records != nil {
+			rec = records[i]
+		}
+		m.records = append(m.records, rec)
 		m.size++
 	}
 	return nil
+}
+
+// Records implements Store.
+func (m *MemStore) Records(_ context.Context, from int64) Records {
+	return func(yield func(int64, []byte) bool) error {
+		m.mu.Lock()
+		recs := m.records[min(from, int64(len(m.records))):]
+		m.mu.Unlock()
+		for i, r := range recs {
+			if !yield(from+int64(i), r) {
+				return nil
+			}
+		}
+		return nil
+	}
 }

@@ -19,7 +19,7 @@ type Records func(yield func(index int64, record []byte) bool) error
 // holds (newest last). It names the first record that differs from what
 // was hashed, a record missing or inserted, or a history rewritten after a
 // checkpoint was signed.
-func Verify(ctx context.Context, records Records, stored HashStore, checkpoints []*Checkpoint) error {
+func Verify(ctx context.Context, records Records, stored Store, checkpoints []*Checkpoint) error {
 	storedSize, err := stored.Size(ctx)
 	if err != nil {
 		return err
@@ -36,7 +36,7 @@ func Verify(ctx context.Context, records Records, stored HashStore, checkpoints 
 		if err != nil {
 			return err
 		}
-		if err := rebuilt.AppendHashes(ctx, n-int64(len(batch)), hs); err != nil {
+		if err := rebuilt.Append(ctx, n-int64(len(batch)), nil, hs); err != nil {
 			return err
 		}
 		batch = batch[:0]
