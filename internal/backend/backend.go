@@ -21,6 +21,11 @@ const (
 	Index    Kind = "index"    // sealed index objects
 	Versions Kind = "versions" // sealed, signed versions
 	Pending  Kind = "pending"  // prune's list of packs marked for deletion
+
+	// Checkpoints are the audit ledger's signed checkpoints (public notes),
+	// kept with the data so that a rewrite of history is caught by anyone
+	// holding an older one.
+	Checkpoints Kind = "checkpoints"
 )
 
 // Handle names one object.

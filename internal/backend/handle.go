@@ -17,7 +17,7 @@ const MaxNameLen = 128
 
 // kinds lists every kind a vault uses; a handle with any other kind is invalid.
 // "tmp" is deliberately absent: the local backend keeps its temporary files there.
-var kinds = []Kind{Marker, Config, Keys, Packs, Index, Versions, Pending}
+var kinds = []Kind{Marker, Config, Keys, Packs, Index, Versions, Pending, Checkpoints}
 
 // Kinds returns every kind a vault uses, so that conformance tests and
 // listing tools cover new kinds without being edited.

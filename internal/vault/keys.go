@@ -125,6 +125,7 @@ type subkeys struct {
 	encrypt [32]byte // AES-256-GCM for every stored object
 	blobID  [32]byte // keyed BLAKE3 for blob ids
 	chunker [32]byte // gear table of the content-defined chunker
+	ledger  [32]byte // Ed25519 seed of the audit ledger's checkpoint key
 }
 
 func deriveSubkeys(master []byte, vaultID string) (subkeys, error) {
@@ -132,7 +133,7 @@ func deriveSubkeys(master []byte, vaultID string) (subkeys, error) {
 	for _, d := range []struct {
 		info string
 		out  *[32]byte
-	}{{"custody v1 encrypt", &sk.encrypt}, {"custody v1 blob id", &sk.blobID}, {"custody v1 chunker", &sk.chunker}} {
+	}{{"custody v1 encrypt", &sk.encrypt}, {"custody v1 blob id", &sk.blobID}, {"custody v1 chunker", &sk.chunker}, {"custody v1 ledger", &sk.ledger}} {
 		k, err := hkdf.Key(sha256.New, master, []byte(vaultID), d.info, 32)
 		if err != nil {
 			return sk, fmt.Errorf("derive %s key: %w", d.info, err)

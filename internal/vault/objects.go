@@ -221,3 +221,30 @@ func (v *Vault) putSealedObject(ctx context.Context, kind backend.Kind, plain []
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// PutCheckpoint stores a signed ledger checkpoint. Checkpoints are public
+// notes, stored as they are (not sealed) and named by their SHA-256.
+func (v *Vault) PutCheckpoint(ctx context.Context, signed []byte) error {
+	_, err := v.putHashed(ctx, backend.Checkpoints, signed)
+	if err != nil {
+		return fmt.Errorf("store checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Checkpoints returns every stored ledger checkpoint (unverified bytes).
+func (v *Vault) Checkpoints(ctx context.Context) ([][]byte, error) {
+	ids, err := v.listIDs(ctx, backend.Checkpoints)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, id := range ids {
+		b, err := v.getHashed(ctx, backend.Checkpoints, id)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %w", id.Short(), err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}

@@ -306,6 +306,11 @@ func (v *Vault) ChunkerKey() [32]byte { return v.keys.chunker }
 // Chunker returns the vault's chunk sizes.
 func (v *Vault) Chunker() ChunkerParams { return v.cfg.Chunker }
 
+// LedgerSeed is the Ed25519 seed of the audit ledger's checkpoint key,
+// derived from the master key: every holder of a passphrase signs the same
+// log, and the verifier key can be handed to auditors who hold none.
+func (v *Vault) LedgerSeed() []byte { return v.keys.ledger[:] }
+
 // PublicKey verifies the vault's version signatures.
 func (v *Vault) PublicKey() ed25519.PublicKey { return v.signKey.Public().(ed25519.PublicKey) }
 
