@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custodyhq/custody/internal/ledger"
+
 	"github.com/custodyhq/custody/internal/prune"
 )
 
@@ -63,6 +65,15 @@ func newForgetCmd(g *globals) *cobra.Command {
 			}
 			defer closeVault(v)
 			ds, err := prune.Forget(cmd.Context(), v, dataset, p, dryRun)
+			if !dryRun {
+				entry := ledger.Entry{Kind: "forget", Dataset: dataset, Detail: map[string]string{"keep_last": fmt.Sprint(last), "keep_within": within}}
+				for _, d := range ds {
+					if !d.Keep {
+						entry.Detail["removed"] += d.Version.ID.String()[:12] + " "
+					}
+				}
+				err = g.audited(cmd.Context(), v, &entry, err)
+			}
 			if err != nil {
 				return err
 			}
@@ -105,7 +116,7 @@ func newForgetCmd(g *globals) *cobra.Command {
 
 // forgetVersions removes the named versions. It resolves ids without
 // loading them, so a damaged version that check reported can be removed.
-func forgetVersions(cmd *cobra.Command, g *globals, prefixes []string, dryRun bool) error {
+func forgetVersions(cmd *cobra.Command, g *globals, prefixes []string, dryRun bool) (err error) {
 	ctx := cmd.Context()
 	v, err := g.openVault(ctx)
 	if err != nil {
@@ -113,6 +124,12 @@ func forgetVersions(cmd *cobra.Command, g *globals, prefixes []string, dryRun bo
 	}
 	defer closeVault(v)
 	var removed []string
+	if !dryRun {
+		defer func() {
+			e := ledger.Entry{Kind: "forget", Detail: map[string]string{"removed": strings.Join(removed, " ")}}
+			err = g.audited(ctx, v, &e, err)
+		}()
+	}
 	for _, p := range prefixes {
 		id, err := v.ResolveVersionID(ctx, p)
 		if err != nil {

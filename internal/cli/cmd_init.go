@@ -5,6 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custodyhq/custody/internal/ledger"
+
 	"github.com/custodyhq/custody/internal/vault"
 )
 
@@ -31,6 +33,10 @@ func newInitCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer v.Close()
+			entry := ledger.Entry{Kind: "init", Path: be.Location()}
+			if err := g.audited(cmd.Context(), v, &entry, nil); err != nil {
+				return err
+			}
 			if g.json {
 				return printJSON(g.stdout, map[string]string{"vault": be.Location(), "id": v.ID()})
 			}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custodyhq/custody/internal/ledger"
+
 	"github.com/custodyhq/custody/internal/vault"
 )
 
@@ -15,12 +17,14 @@ func newKeyCmd(g *globals) *cobra.Command {
 		Use:   "add",
 		Short: "Add a passphrase (read from CUSTODY_NEW_PASSWORD, CUSTODY_NEW_PASSWORD_FILE or the terminal)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			v, err := g.openVault(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer closeVault(v)
+			entry := ledger.Entry{Kind: "key.add", Detail: map[string]string{}}
+			defer func() { err = g.audited(cmd.Context(), v, &entry, err) }()
 			pass, err := g.passphrase("CUSTODY_NEW_PASSWORD", true)
 			if err != nil {
 				return err
@@ -29,6 +33,7 @@ func newKeyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			entry.Detail["key"] = name
 			if g.json {
 				return printJSON(g.stdout, map[string]string{"key": name})
 			}
@@ -67,12 +72,14 @@ func newKeyCmd(g *globals) *cobra.Command {
 		Use:   "remove KEY",
 		Short: "Remove a key (not the one in use)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			v, err := g.openVault(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer closeVault(v)
+			entry := ledger.Entry{Kind: "key.remove", Detail: map[string]string{"key": args[0]}}
+			defer func() { err = g.audited(cmd.Context(), v, &entry, err) }()
 			name, err := v.RemoveKey(cmd.Context(), args[0])
 			if err != nil {
 				return err

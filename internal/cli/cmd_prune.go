@@ -5,6 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custodyhq/custody/internal/ledger"
+
 	"github.com/custodyhq/custody/internal/prune"
 )
 
@@ -15,7 +17,7 @@ func newPruneCmd(g *globals) *cobra.Command {
 		Use:   "prune",
 		Short: "Free the space of data no version needs (two-phase: marked now, deleted after a safety margin)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if margin != "" {
 				d, err := parseAge(margin)
 				if err != nil {
@@ -31,6 +33,10 @@ func newPruneCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeVault(v)
+			if !opts.DryRun {
+				entry := ledger.Entry{Kind: "prune", Detail: map[string]string{"safety_margin": opts.SafetyMargin.String()}}
+				defer func() { err = g.audited(cmd.Context(), v, &entry, err) }()
+			}
 			st, err := prune.Run(cmd.Context(), v, opts)
 			if err != nil {
 				return err

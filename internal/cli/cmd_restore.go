@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custodyhq/custody/internal/ledger"
+
 	"github.com/custodyhq/custody/internal/snapshot"
 )
 
@@ -17,7 +19,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 		Use:   "restore VERSION[:sub/path] --target DIR",
 		Short: "Restore a version (or a path in it) into a directory",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
 			if target == "" {
 				return usagef("restore: --target DIR is required")
@@ -27,11 +29,14 @@ func newRestoreCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeVault(v)
+			entry := ledger.Entry{Kind: "restore", Path: target, Detail: map[string]string{"source": args[0]}}
+			defer func() { err = g.audited(ctx, v, &entry, err) }()
 			prefix, sub := splitTarget(args[0])
 			ver, err := v.ResolveVersion(ctx, prefix, dataset)
 			if err != nil {
 				return err
 			}
+			entry.Dataset, entry.Version = ver.Dataset, ver.ID.String()
 			start := time.Now()
 			bar := newProgress(g.stderr, int64(ver.Bytes), "restore")
 			res, err := snapshot.Restore(ctx, v, ver.Tree, sub, target, snapshot.RestoreOptions{

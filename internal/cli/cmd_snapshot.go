@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custodyhq/custody/internal/ledger"
+
 	"github.com/custodyhq/custody/internal/snapshot"
 	"github.com/custodyhq/custody/internal/vault"
 )
@@ -43,7 +45,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 		Use:   "snapshot DIR",
 		Short: "Take a new version of a dataset directory",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
 			src, err := filepath.Abs(args[0])
 			if err != nil {
@@ -70,6 +72,8 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeVault(v)
+			entry := ledger.Entry{Kind: "snapshot", Dataset: dataset, Path: src, Detail: map[string]string{"message": message}}
+			defer func() { err = g.audited(ctx, v, &entry, err) }()
 
 			start := time.Now()
 			parent, err := v.ResolveVersion(ctx, "latest", dataset)
@@ -110,6 +114,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("snapshot %s: %w", src, err)
 			}
+			entry.Version = id.String()
 			secs := time.Since(start).Seconds()
 			if g.json {
 				out := map[string]any{

@@ -13,6 +13,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/custodyhq/custody/internal/audit"
+	"github.com/custodyhq/custody/internal/catalog"
 )
 
 // Exit codes.
@@ -38,6 +41,9 @@ type globals struct {
 	cacheDir     string
 	verbose      bool
 	cpuProfile   string
+	catalog      string
+	rec          *audit.Recorder
+	db           *catalog.DB
 	stdout       io.Writer
 	stderr       io.Writer
 	stdin        io.Reader
@@ -52,6 +58,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	g.closeCatalog()
 	if err == nil {
 		return ExitOK
 	}
@@ -112,13 +119,14 @@ func newRoot(g *globals) *cobra.Command {
 	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	pf.StringVar(&g.passwordFile, "password-file", "", "read the passphrase from this file; env CUSTODY_PASSWORD_FILE (or set CUSTODY_PASSWORD)")
 	pf.StringVar(&g.cacheDir, "cache-dir", "", "local cache directory; env CUSTODY_CACHE (default: the user cache dir)")
+	pf.StringVar(&g.catalog, "catalog", "", "catalog database: a SQLite file or postgres://...; env CUSTODY_CATALOG (default: catalog.db in the vault directory)")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log more")
 	pf.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the command to this file")
 	pf.MarkHidden("cpu-profile")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newInitCmd(g), newSnapshotCmd(g), newLogCmd(g), newLsCmd(g), newDiffCmd(g),
-		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g),
+		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,216 @@
+// Package catalog is Custody's metadata database, SQLite by default and
+// PostgreSQL when several hosts share a vault: one schema, embedded
+// migrations.
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	_ "github.com/ncruces/go-sqlite3/driver"
+)
+
+// Driver names returned by DB.Driver.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// ErrSchemaTooNew: the database was migrated by a newer Custody.
+var ErrSchemaTooNew = errors.New("schema is newer than this version of custody knows")
+
+// DB is an open catalog.
+type DB struct {
+	db      *sql.DB
+	driver  string
+	applied int // migrations run by Open, for tests
+
+	// recent holds the stored hashes of the page of rows Records read
+	// last, by record index.
+	recent struct {
+		sync.Mutex
+		rows map[int64][]byte
+	}
+}
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations lists the embedded migrations in version order. Files are
+// named NNNN_name.sql.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, n := range names {
+		base := filepath.Base(n)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("catalog: bad migration file name %q", base)
+		}
+		b, err := migrationFS.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: base, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i := range out {
+		if out[i].version != i+1 {
+			return nil, fmt.Errorf("catalog: migrations not numbered 1..n: %s", out[i].name)
+		}
+	}
+	return out, nil
+}
+
+// SchemaVersion is the newest schema this code knows.
+func SchemaVersion() int {
+	ms, err := migrations()
+	if err != nil {
+		panic(err)
+	}
+	return len(ms)
+}
+
+// dialect substitutions: the migrations are written once.
+var substitutions = map[string][2]string{ // {sqlite, postgres}
+	"{{INTPK}}": {"INTEGER PRIMARY KEY", "BIGINT PRIMARY KEY"},
+	"{{BLOB}}":  {"BLOB", "BYTEA"},
+	"{{C}}":     {"", `COLLATE "C"`},
+}
+
+func (db *DB) dialect(s string) string {
+	i := 0
+	if db.driver == Postgres {
+		i = 1
+	}
+	for k, v := range substitutions {
+		s = strings.ReplaceAll(s, k, v[i])
+	}
+	return s
+}
+
+var placeholder = regexp.MustCompile(`\$([0-9]+)`)
+
+// q adapts a query written with $N placeholders to the driver: SQLite
+// takes ?N.
+func (db *DB) q(query string) string {
+	if db.driver == SQLite {
+		return placeholder.ReplaceAllString(query, "?$1")
+	}
+	return query
+}
+
+// Open opens the catalog at dsn: a postgres:// or postgresql:// URL, or
+// else a SQLite file path (optionally prefixed "sqlite:"), created when
+// missing. It brings the schema up to date.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	db := &DB{}
+	var err error
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		db.driver = Postgres
+		db.db, err = sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: %w", err)
+		}
+		db.db.SetMaxOpenConns(8)
+		db.db.SetMaxIdleConns(8)
+	default:
+		db.driver = SQLite
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			return nil, errors.New("catalog: empty database path")
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: %w", err)
+		}
+		u := url.URL{Scheme: "file", OmitHost: true, Path: abs, RawQuery: "_pragma=busy_timeout(30000)&_pragma=page_size(8192)&_pragma=journal_mode(wal)&_pragma=wal_autocheckpoint(8192)&_pragma=synchronous(normal)&_pragma=foreign_keys(on)&_pragma=temp_store(memory)&_pragma=cache_size(-32768)&_txlock=immediate"}
+		db.db, err = sql.Open("sqlite3", u.String())
+		if err != nil {
+			return nil, fmt.Errorf("catalog: %w", err)
+		}
+		db.db.SetMaxOpenConns(4)
+		db.db.SetMaxIdleConns(4)
+		db.db.SetConnMaxIdleTime(time.Minute)
+	}
+	if err := db.db.PingContext(ctx); err != nil {
+		db.db.Close()
+		return nil, fmt.Errorf("catalog: open %s database: %w", db.driver, err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.db.Close() }
+
+// Driver is "sqlite" or "postgres".
+func (db *DB) Driver() string { return db.driver }
+
+func (db *DB) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	tx, err := db.db.BeginTx(ctx, nil) // SQLite: BEGIN IMMEDIATE (_txlock)
+	if err != nil {
+		return fmt.Errorf("catalog: migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if db.driver == Postgres {
+		// One migrator at a time across hosts.
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7362839201)"); err != nil {
+			return fmt.Errorf("catalog: migrate: lock: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("catalog: migrate: %w", err)
+	}
+	var cur int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&cur); err != nil {
+		return fmt.Errorf("catalog: migrate: read schema version: %w", err)
+	}
+	if cur > len(ms) {
+		return fmt.Errorf("catalog: %w: database is at version %d, this build knows up to %d; upgrade custody", ErrSchemaTooNew, cur, len(ms))
+	}
+	for _, m := range ms[cur:] {
+		if _, err := tx.ExecContext(ctx, db.dialect(m.sql)); err != nil {
+			return fmt.Errorf("catalog: migration %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)`), m.version, time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("catalog: migration %s: %w", m.name, err)
+		}
+		db.applied++
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("catalog: migrate: commit: %w", err)
+	}
+	return nil
+}

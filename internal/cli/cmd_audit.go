@@ -1,0 +1,307 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/custodyhq/custody/internal/audit"
+	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/vault"
+)
+
+func newAuditCmd(g *globals) *cobra.Command {
+	a := &cobra.Command{Use: "audit", Short: "The tamper-evident audit trail: search, verify, prove, export"}
+	a.AddCommand(newAuditLogCmd(g), newAuditVerifyCmd(g), newAuditProveCmd(g), newAuditCheckpointCmd(g), newAuditKeyCmd(g), newAuditExportCmd(g))
+	return a
+}
+
+// withAudit opens the vault, the catalog and the recorder for an audit command.
+func (g *globals) withAudit(ctx context.Context, fn func(v *vault.Vault, rec *audit.Recorder, db *catalog.DB) error) error {
+	v, err := g.openVault(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeVault(v)
+	rec, db, err := g.recorder(ctx, v)
+	if err != nil {
+		return err
+	}
+	return fn(v, rec, db)
+}
+
+// parseWhen accepts RFC 3339 times, dates (2006-01-02) and ages (30d, 36h: that long ago).
+func parseWhen(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation("2006-01-02", s, time.Local); err == nil {
+		return t, nil
+	}
+	if d, err := parseAge(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("bad time %q: use 2026-11-01, 2026-11-01T12:00:00Z or an age like 7d or 36h", s)
+}
+
+type auditFilter struct{ dataset, path, user, kind, since, until string }
+
+func (f *auditFilter) flags(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.dataset, "dataset", "d", "", "only this dataset")
+	fl.StringVar(&f.path, "path", "", "only this path and what is under it")
+	fl.StringVar(&f.user, "user", "", "only this user")
+	fl.StringVar(&f.kind, "kind", "", "only this kind of action (snapshot, restore, forget, prune, key.add, ...)")
+	fl.StringVar(&f.since, "since", "", "from this time (2026-11-01, RFC 3339, or an age like 7d)")
+	fl.StringVar(&f.until, "until", "", "up to this time")
+}
+
+func (f *auditFilter) query() (catalog.Query, error) {
+	q := catalog.Query{Dataset: f.dataset, Path: f.path, User: f.user, Kind: f.kind, After: -1}
+	var err error
+	if q.Since, err = parseWhen(f.since); err != nil {
+		return q, usagef("--since: %v", err)
+	}
+	if q.Until, err = parseWhen(f.until); err != nil {
+		return q, usagef("--until: %v", err)
+	}
+	return q, nil
+}
+
+// each runs fn on every entry that q matches, page by page.
+func each(ctx context.Context, db *catalog.DB, q catalog.Query, fn func(int64, *ledger.Entry, []byte) error) error {
+	q.Limit = 1000
+	for {
+		hits, err := db.Search(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, h := range hits {
+			e, err := ledger.ParseLeaf(h.Record)
+			if err != nil {
+				return fmt.Errorf("audit entry %d: %w (run 'custody audit verify')", h.Index, err)
+			}
+			if err := fn(h.Index, e, h.Record); err != nil {
+				return err
+			}
+		}
+		if len(hits) < q.Limit {
+			return nil
+		}
+		q.After = hits[len(hits)-1].Index
+	}
+}
+
+func newAuditLogCmd(g *globals) *cobra.Command {
+	var f auditFilter
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Search the audit trail: who did what, when, on which dataset and path",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q, err := f.query()
+			if err != nil {
+				return err
+			}
+			return g.withAudit(cmd.Context(), func(_ *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
+				type row struct {
+					Index int64 `json:"index"`
+					*ledger.Entry
+				}
+				rows := []row{}
+				var tw *tabwriter.Writer
+				if !g.json {
+					tw = tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tUSER\tDATASET\tPATH\tOUTCOME")
+				}
+				err := each(cmd.Context(), db, q, func(i int64, e *ledger.Entry, _ []byte) error {
+					if g.json {
+						rows = append(rows, row{i, e})
+						return nil
+					}
+					_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", i, e.Time.Local().Format("2006-01-02 15:04:05"), e.Kind, e.Actor.User, e.Dataset, displayPath(e.Path), e.Outcome)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return printJSON(g.stdout, rows)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	f.flags(cmd)
+	return cmd
+}
+
+func newAuditVerifyCmd(g *globals) *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "verify [--checkpoint FILE]...",
+		Short: "Verify the whole audit trail against every signed checkpoint; exit 1 naming the first bad entry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var held [][]byte
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return usagef("--checkpoint: %v", err)
+				}
+				held = append(held, b)
+			}
+			return g.withAudit(cmd.Context(), func(_ *vault.Vault, rec *audit.Recorder, _ *catalog.DB) error {
+				start := time.Now()
+				n, err := rec.Verify(cmd.Context(), held)
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return printJSON(g.stdout, map[string]any{"ok": true, "entries": n, "seconds": time.Since(start).Seconds()})
+				}
+				fmt.Fprintf(g.stdout, "audit trail intact: %d entries verified in %.2fs\n", n, time.Since(start).Seconds())
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringArrayVar(&files, "checkpoint", nil, "a signed checkpoint kept elsewhere (repeatable): the log must extend it")
+	return cmd
+}
+
+func newAuditProveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "prove INDEX",
+		Short: "Print the inclusion proof of one entry against a fresh signed checkpoint",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var index int64
+			if _, err := fmt.Sscan(args[0], &index); err != nil || index < 0 {
+				return usagef("prove: INDEX is an entry number from 'custody audit log'")
+			}
+			return g.withAudit(cmd.Context(), func(_ *vault.Vault, rec *audit.Recorder, db *catalog.DB) error {
+				proof, signed, err := rec.Prove(cmd.Context(), index)
+				if err != nil {
+					return err
+				}
+				var record []byte
+				db.Records(cmd.Context(), index)(func(_ int64, r []byte) bool { record = r; return false })
+				hashes := make([]string, len(proof))
+				for i, h := range proof {
+					hashes[i] = base64.StdEncoding.EncodeToString(h[:])
+				}
+				out := map[string]any{"index": index, "record": string(record), "proof": hashes, "checkpoint": string(signed), "verifier_key": rec.VerifierKey()}
+				if g.json {
+					return printJSON(g.stdout, out)
+				}
+				fmt.Fprintf(g.stdout, "entry %d: %s\nproof (RFC 6962 audit path, base64):\n  %s\ncheckpoint:\n%s", index, record, strings.Join(hashes, "\n  "), signed)
+				return nil
+			})
+		},
+	}
+}
+
+func newAuditCheckpointCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "checkpoint",
+		Short: "Print the latest signed checkpoint (C2SP signed note); keep it to detect later rewrites",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withAudit(cmd.Context(), func(_ *vault.Vault, rec *audit.Recorder, _ *catalog.DB) error {
+				signed, err := rec.Checkpoint(cmd.Context())
+				if err != nil {
+					return err
+				}
+				_, err = g.stdout.Write(signed)
+				return err
+			})
+		},
+	}
+}
+
+func newAuditKeyCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "key",
+		Short: "Print the verifier key of the audit trail (note verifier-key format) for auditors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withAudit(cmd.Context(), func(_ *vault.Vault, rec *audit.Recorder, _ *catalog.DB) error {
+				_, err := fmt.Fprintln(g.stdout, rec.VerifierKey())
+				return err
+			})
+		},
+	}
+}
+
+func newAuditExportCmd(g *globals) *cobra.Command {
+	var format string
+	var f auditFilter
+	cmd := &cobra.Command{
+		Use:   "export --format jsonl|cef [--since T]",
+		Short: "Export the audit trail for a SIEM: JSON lines (the exact signed records) or ArcSight CEF",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "jsonl" && format != "cef" {
+				return usagef("export: --format is jsonl or cef")
+			}
+			q, err := f.query()
+			if err != nil {
+				return err
+			}
+			return g.withAudit(cmd.Context(), func(_ *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
+				return each(cmd.Context(), db, q, func(i int64, e *ledger.Entry, raw []byte) error {
+					var err error
+					if format == "jsonl" {
+						_, err = fmt.Fprintf(g.stdout, "%s\n", raw)
+					} else {
+						_, err = fmt.Fprintln(g.stdout, cefLine(i, e))
+					}
+					return err
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or cef")
+	f.flags(cmd)
+	return cmd
+}
+
+// cefLine formats an entry as ArcSight Common Event Format.
+func cefLine(i int64, e *ledger.Entry) string {
+	hdr := strings.NewReplacer(`\`, `\\`, `|`, `\|`)
+	ext := strings.NewReplacer(`\`, `\\`, `=`, `\=`, "\n", `\n`, "\r", `\r`)
+	sev := 3
+	if e.Outcome != "ok" {
+		sev = 6
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "CEF:0|Custody|custody|1|%s|%s|%d|", hdr.Replace(e.Kind), hdr.Replace(e.Kind), sev)
+	fmt.Fprintf(&b, "rt=%d externalId=%d suser=%s", e.Time.UnixMilli(), i, ext.Replace(e.Actor.User))
+	if e.Actor.UID != nil {
+		fmt.Fprintf(&b, " suid=%d", *e.Actor.UID)
+	}
+	if e.Actor.PID != 0 {
+		fmt.Fprintf(&b, " spid=%d", e.Actor.PID)
+	}
+	if e.Path != "" {
+		fmt.Fprintf(&b, " filePath=%s", ext.Replace(e.Path))
+	}
+	if e.Dataset != "" {
+		fmt.Fprintf(&b, " cs1Label=dataset cs1=%s", ext.Replace(e.Dataset))
+	}
+	if e.Version != "" {
+		fmt.Fprintf(&b, " cs2Label=version cs2=%s", ext.Replace(e.Version))
+	}
+	fmt.Fprintf(&b, " outcome=%s", ext.Replace(e.Outcome))
+	return b.String()
+}
