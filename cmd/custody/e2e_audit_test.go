@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	_ "github.com/ncruces/go-sqlite3/driver"
-	_ "github.com/ncruces/go-sqlite3/embed"
 )
 
 // auditRows is `audit log --json` decoded.
@@ -76,4 +75,136 @@ func TestAuditTrailRecordsActionsAndCatchesTampering(t *testing.T) {
 	}
 	e.snapshot(src)
 	e.fails(1, []string{"tampered"}, "audit", "verify", "--checkpoint", old)
+}
+
+func TestAuditTrailOfConcurrentCommandsHasNoGap(t *testing.T) {
+	t.Parallel()
+	e := newVault(t)
+	base := t.TempDir()
+	var dirs []string
+	for i := range 4 {
+		dir := filepath.Join(base, "set-"+string(rune('a'+i)))
+		writeFile(t, filepath.Join(dir, "f.txt"), []byte(dir))
+		dirs = append(dirs, dir)
+	}
+	for i, r := range e.snapshotAll(dirs) {
+		if r.code != 0 {
+			t.Fatalf("concurrent snapshot %d: want exit 0, got\n%s", i, r)
+		}
+	}
+	var rows []auditRow
+	e.okJSON(&rows, "audit", "log")
+	if len(rows) != 1+len(dirs) {
+		t.Fatalf("%d audit entries, want init and %d snapshots", len(rows), len(dirs))
+	}
+	for i, r := range rows {
+		if r.Index != int64(i) {
+			t.Fatalf("entry %d has index %d: the sequence has a gap", i, r.Index)
+		}
+	}
+	e.ok("audit", "verify")
+}
+
+func TestAuditRefusesBadCheckpointsAndDamagedCatalogs(t *testing.T) {
+	t.Parallel()
+	e := newVault(t)
+	src := filepath.Join(t.TempDir(), "raw")
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("first"))
+	e.snapshot(src)
+	dir := t.TempDir()
+	put := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	// A checkpoint of another vault's log.
+	other := newVault(t)
+	foreign := put("foreign.txt", other.ok("audit", "checkpoint").stdout)
+	e.fails(1, []string{"checkpoint"}, "audit", "verify", "--checkpoint", foreign)
+
+	// Our checkpoint with its signature altered, and one that is garbage.
+	cp := e.ok("audit", "checkpoint").stdout
+	sig := strings.LastIndex(cp, " ") + 1
+	forged := []byte(cp)
+	forged[sig+10] ^= 'A' ^ 'B'
+	if forged[sig+10] == cp[sig+10] {
+		forged[sig+10] = 'C'
+	}
+	e.fails(1, []string{"checkpoint"}, "audit", "verify", "--checkpoint", put("forged.txt", string(forged)))
+	e.fails(1, []string{"checkpoint"}, "audit", "verify", "--checkpoint", put("garbage.txt", "not a checkpoint\n"))
+	e.fails(2, []string{"missing.txt"}, "audit", "verify", "--checkpoint", filepath.Join(dir, "missing.txt"))
+
+	// A truncated catalog database.
+	e.ok("audit", "verify")
+	db := filepath.Join(e.vault, "catalog.db")
+	e.ok("audit", "log") // leaves the WAL checkpointed into the file
+	for _, f := range []string{db + "-wal", db + "-shm"} {
+		os.Remove(f)
+	}
+	fi, err := os.Stat(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(db, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run("audit", "verify")
+	if r.code != 1 || strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
+		t.Fatalf("truncated catalog: want a clear error and exit 1, got\n%s", r)
+	}
+}
+
+func TestCatalogIndexesDatasetsVersionsAndPrincipals(t *testing.T) {
+	t.Parallel()
+	e := newVault(t)
+	src := filepath.Join(t.TempDir(), "raw")
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("first"))
+	first := e.snapshot(src)
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("second"))
+	second := e.snapshot(src)
+
+	type dataset struct {
+		Name     string `json:"name"`
+		Versions int    `json:"versions"`
+		Latest   string `json:"latest"`
+	}
+	datasets := func() []dataset {
+		var ds []dataset
+		e.okJSON(&ds, "catalog", "datasets")
+		return ds
+	}
+	if ds := datasets(); len(ds) != 1 || ds[0].Name != "raw" || ds[0].Versions != 2 || ds[0].Latest != second.Version {
+		t.Fatalf("datasets after two snapshots: %+v", ds)
+	}
+	e.ok("forget", first.Version)
+	if ds := datasets(); len(ds) != 1 || ds[0].Versions != 1 {
+		t.Fatalf("datasets after forget: %+v", ds)
+	}
+	var ps []struct {
+		Kind    string `json:"kind"`
+		Actions int64  `json:"actions"`
+	}
+	e.okJSON(&ps, "catalog", "principals")
+	if len(ps) != 1 || ps[0].Kind != "os" || ps[0].Actions != 4 { // init, 2 snapshots, forget
+		t.Fatalf("principals: %+v", ps)
+	}
+
+	// A catalog moved to a new database (here: lost) is rebuilt from the vault.
+	for _, f := range []string{"catalog.db", "catalog.db-wal", "catalog.db-shm"} {
+		os.Remove(filepath.Join(e.vault, f))
+	}
+	if ds := datasets(); len(ds) != 0 {
+		t.Fatalf("datasets of an empty catalog: %+v", ds)
+	}
+	var sync struct{ Versions, Added, Removed int }
+	e.okJSON(&sync, "catalog", "sync")
+	if sync.Versions != 1 || sync.Added != 1 || sync.Removed != 0 {
+		t.Fatalf("sync: %+v", sync)
+	}
+	if ds := datasets(); len(ds) != 1 || ds[0].Latest != second.Version {
+		t.Fatalf("datasets after sync: %+v", ds)
+	}
 }

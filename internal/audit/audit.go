@@ -82,21 +82,30 @@ func (r *Recorder) Record(ctx context.Context, entries ...ledger.Entry) (int64, 
 // Checkpoint signs the current tree and keeps the checkpoint in the
 // catalog and in the vault. It returns the signed note.
 func (r *Recorder) Checkpoint(ctx context.Context) ([]byte, error) {
-	t, err := r.log.Tree(ctx)
+	size, signed, err := r.sign(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("audit checkpoint: %w", err)
+		return nil, err
 	}
-	signed, err := ledger.SignCheckpoint(r.keys, t)
-	if err != nil {
-		return nil, fmt.Errorf("audit checkpoint: %w", err)
-	}
-	if err := r.db.SaveCheckpoint(ctx, t.N, signed); err != nil {
+	if err := r.db.SaveCheckpoint(ctx, size, signed); err != nil {
 		return nil, fmt.Errorf("audit checkpoint: %w", err)
 	}
 	if err := r.v.PutCheckpoint(ctx, signed); err != nil {
 		return nil, fmt.Errorf("audit checkpoint: %w", err)
 	}
 	return signed, nil
+}
+
+// sign signs a checkpoint of the current tree.
+func (r *Recorder) sign(ctx context.Context) (int64, []byte, error) {
+	t, err := r.log.Tree(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	signed, err := ledger.SignCheckpoint(r.keys, t)
+	if err != nil {
+		return 0, nil, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return t.N, signed, nil
 }
 
 // Prove returns the inclusion proof of record index in the current tree

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	"github.com/ncruces/go-sqlite3"
 	_ "github.com/ncruces/go-sqlite3/driver"
 )
 
@@ -31,6 +33,24 @@ const (
 
 // ErrSchemaTooNew: the database was migrated by a newer Custody.
 var ErrSchemaTooNew = errors.New("schema is newer than this version of custody knows")
+
+// ErrDamaged: the SQLite file is not a readable database (truncated,
+// overwritten, or not a catalog at all).
+var ErrDamaged = errors.New("the catalog database is damaged")
+
+// damaged marks SQLite's corruption errors with ErrDamaged and says what
+// to do; other errors pass through.
+func damaged(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sqlite3.CORRUPT) || errors.Is(err, sqlite3.NOTADB) ||
+		strings.Contains(err.Error(), "database disk image is malformed") || strings.Contains(err.Error(), "file is not a database") {
+		return fmt.Errorf("%w (%v): keep the file for forensics and restore the catalog from a backup; "+
+			"the checkpoints in the vault still let `custody audit verify` check a restored copy", ErrDamaged, err)
+	}
+	return err
+}
 
 // DB is an open catalog.
 type DB struct {
@@ -148,6 +168,13 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("catalog: %w", err)
 		}
+		// The catalog names users and paths: readable by its owner only.
+		// SQLite gives its -wal and -shm files the same mode.
+		if f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+			f.Close()
+		} else if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("catalog: create %s: %w", abs, err)
+		}
 		u := url.URL{Scheme: "file", OmitHost: true, Path: abs, RawQuery: "_pragma=busy_timeout(30000)&_pragma=page_size(8192)&_pragma=journal_mode(wal)&_pragma=wal_autocheckpoint(8192)&_pragma=synchronous(normal)&_pragma=foreign_keys(on)&_pragma=temp_store(memory)&_pragma=cache_size(-32768)&_txlock=immediate"}
 		db.db, err = sql.Open("sqlite3", u.String())
 		if err != nil {
@@ -159,11 +186,11 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	}
 	if err := db.db.PingContext(ctx); err != nil {
 		db.db.Close()
-		return nil, fmt.Errorf("catalog: open %s database: %w", db.driver, err)
+		return nil, fmt.Errorf("catalog: open %s database: %w", db.driver, damaged(err))
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.db.Close()
-		return nil, err
+		return nil, damaged(err)
 	}
 	return db, nil
 }

@@ -351,6 +351,8 @@ func runSuite(t *testing.T, driver string, o opener) {
 		}
 		t.Logf("newer schema: %v", err)
 	})
+
+	t.Run("Index", func(t *testing.T) { indexSuite(t, o) })
 }
 
 func storedHashes(size int64, recs [][]byte) ([][]tlog.Hash, error) {

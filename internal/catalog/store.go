@@ -3,12 +3,14 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -78,21 +80,21 @@ func (db *DB) readHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, err
 		b.WriteByte(')')
 		rs, err := db.db.QueryContext(ctx, db.q(b.String()), args...)
 		if err != nil {
-			return nil, fmt.Errorf("catalog: read hashes: %w", err)
+			return nil, fmt.Errorf("catalog: read hashes: %w", damaged(err))
 		}
 		for rs.Next() {
 			var idx int64
 			var hs []byte
 			if err := rs.Scan(&idx, &hs); err != nil {
 				rs.Close()
-				return nil, fmt.Errorf("catalog: read hashes: %w", err)
+				return nil, fmt.Errorf("catalog: read hashes: %w", damaged(err))
 			}
 			rows[idx] = hs
 		}
 		err = rs.Err()
 		rs.Close()
 		if err != nil {
-			return nil, fmt.Errorf("catalog: read hashes: %w", err)
+			return nil, fmt.Errorf("catalog: read hashes: %w", damaged(err))
 		}
 	}
 	out := make([]tlog.Hash, len(indexes))
@@ -114,7 +116,7 @@ func (db *DB) readHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, err
 func (db *DB) Size(ctx context.Context) (int64, error) {
 	var n int64
 	if err := db.db.QueryRowContext(ctx, `SELECT size FROM ledger_head WHERE id = 1`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("catalog: ledger size: %w", err)
+		return 0, fmt.Errorf("catalog: ledger size: %w", damaged(err))
 	}
 	return n, nil
 }
@@ -277,8 +279,20 @@ func (db *DB) insertSQL(n int) string {
 	return b.String()
 }
 
+// searchColumns are the fields of a record the search columns hold.
+type searchColumns struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Dataset string    `json:"dataset"`
+	Path    string    `json:"path"`
+	Actor   struct {
+		User string `json:"user"`
+	} `json:"actor"`
+}
+
 // rowArgs parses the record for the search columns; a record that does not
-// parse is stored all the same, with empty columns.
+// parse is stored all the same, with empty columns. Verification, not
+// this, judges records.
 func rowArgs(idx int64, rec []byte, hs []tlog.Hash) []any {
 	flat := make([]byte, 0, len(hs)*tlog.HashSize)
 	for _, h := range hs {
@@ -287,15 +301,15 @@ func rowArgs(idx int64, rec []byte, hs []tlog.Hash) []any {
 	if rec == nil {
 		rec = []byte{}
 	}
-	var t int64
-	var kind, dataset, path, user string
-	if e, err := ledger.ParseLeaf(rec); err == nil {
-		if !e.Time.IsZero() {
-			t = e.Time.UnixNano()
-		}
-		kind, dataset, path, user = e.Kind, e.Dataset, e.Path, e.Actor.User
+	var c searchColumns
+	if json.Unmarshal(rec, &c) != nil {
+		c = searchColumns{}
 	}
-	return []any{idx, rec, flat, t, kind, dataset, path, user}
+	var t int64
+	if !c.Time.IsZero() {
+		t = c.Time.UnixNano()
+	}
+	return []any{idx, rec, flat, t, c.Kind, c.Dataset, c.Path, c.Actor.User}
 }
 
 // recordsPage is how many records Records reads per query.
@@ -309,7 +323,7 @@ func (db *DB) Records(ctx context.Context, from int64) ledger.Records {
 		for {
 			rs, err := db.db.QueryContext(ctx, db.q(`SELECT idx, record, hashes FROM ledger WHERE idx >= $1 ORDER BY idx LIMIT $2`), next, recordsPage)
 			if err != nil {
-				return fmt.Errorf("catalog: records: %w", err)
+				return fmt.Errorf("catalog: records: %w", damaged(err))
 			}
 			type row struct {
 				idx int64
@@ -322,7 +336,7 @@ func (db *DB) Records(ctx context.Context, from int64) ledger.Records {
 				var hs []byte
 				if err := rs.Scan(&r.idx, &r.rec, &hs); err != nil {
 					rs.Close()
-					return fmt.Errorf("catalog: records: %w", err)
+					return fmt.Errorf("catalog: records: %w", damaged(err))
 				}
 				page = append(page, r)
 				hashes[r.idx] = hs
@@ -330,7 +344,7 @@ func (db *DB) Records(ctx context.Context, from int64) ledger.Records {
 			err = rs.Err()
 			rs.Close()
 			if err != nil {
-				return fmt.Errorf("catalog: records: %w", err)
+				return fmt.Errorf("catalog: records: %w", damaged(err))
 			}
 			// Verify asks for each record's hash as it reads the record:
 			// keep this page's hashes at hand.

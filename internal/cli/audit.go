@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -60,9 +61,12 @@ func (g *globals) audited(ctx context.Context, v *vault.Vault, e *ledger.Entry, 
 	// Record even when the command's context was cancelled (Ctrl-C).
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	rec, _, err := g.recorder(rctx, v)
+	rec, db, err := g.recorder(rctx, v)
 	if err == nil {
 		_, err = rec.Record(rctx, *e)
+	}
+	if err == nil {
+		g.updateIndex(rctx, db, e)
 	}
 	if err != nil {
 		if cmdErr != nil {
@@ -72,4 +76,42 @@ func (g *globals) audited(ctx context.Context, v *vault.Vault, e *ledger.Entry, 
 		return fmt.Errorf("%s succeeded but was not recorded in the audit ledger: %w", e.Kind, err)
 	}
 	return cmdErr
+}
+
+// indexVersion queues a version for the catalog's index, written with the
+// command's audit entry.
+func (g *globals) indexVersion(v *vault.Version) { g.indexPut = append(g.indexPut, catalogVersion(v)) }
+
+// unindexVersion queues a forgotten version's removal from the index.
+func (g *globals) unindexVersion(id vault.ID) { g.indexDel = append(g.indexDel, id.String()) }
+
+// updateIndex writes the queued index changes and the actor's principal
+// row. The index is derived from the vault (`custody catalog sync`
+// rebuilds it), so failing to update it is a warning, not a failure.
+func (g *globals) updateIndex(ctx context.Context, db *catalog.DB, e *ledger.Entry) {
+	var errs []error
+	for _, v := range g.indexPut {
+		errs = append(errs, db.PutVersion(ctx, v))
+	}
+	for _, id := range g.indexDel {
+		errs = append(errs, db.DeleteVersion(ctx, id))
+	}
+	g.indexPut, g.indexDel = nil, nil
+	if e.Actor.User != "" {
+		errs = append(errs, db.TouchPrincipal(ctx, catalog.Principal{Kind: "os", Name: e.Actor.User, UID: e.Actor.UID}, e.Time))
+	}
+	if err := errors.Join(errs...); err != nil {
+		g.log.Warn("catalog index not updated; run `custody catalog sync`", "err", err)
+	}
+}
+
+func catalogVersion(v *vault.Version) catalog.Version {
+	c := catalog.Version{
+		ID: v.ID.String(), Dataset: v.Dataset, Stage: v.Stage, Message: v.Message, User: v.User, UID: v.UID, Host: v.Host,
+		Time: v.Time, Files: v.Files, Bytes: v.Bytes, Stored: v.Stored,
+	}
+	if v.Parent != nil {
+		c.Parent = v.Parent.String()
+	}
+	return c
 }

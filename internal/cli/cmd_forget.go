@@ -70,6 +70,9 @@ func newForgetCmd(g *globals) *cobra.Command {
 				for _, d := range ds {
 					if !d.Keep {
 						entry.Detail["removed"] += d.Version.ID.String()[:12] + " "
+						if err == nil {
+							g.unindexVersion(d.Version.ID)
+						}
 					}
 				}
 				err = g.audited(cmd.Context(), v, &entry, err)
@@ -139,6 +142,7 @@ func forgetVersions(cmd *cobra.Command, g *globals, prefixes []string, dryRun bo
 			if err := v.DeleteVersion(ctx, id); err != nil {
 				return fmt.Errorf("forget version %s: %w", id.Short(), err)
 			}
+			g.unindexVersion(id)
 		}
 		removed = append(removed, id.String())
 	}

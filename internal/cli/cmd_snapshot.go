@@ -115,6 +115,8 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("snapshot %s: %w", src, err)
 			}
 			entry.Version = id.String()
+			ver.ID = id
+			g.indexVersion(ver)
 			secs := time.Since(start).Seconds()
 			if g.json {
 				out := map[string]any{

@@ -44,6 +44,8 @@ type globals struct {
 	catalog      string
 	rec          *audit.Recorder
 	db           *catalog.DB
+	indexPut     []catalog.Version // catalog index changes written with the audit entry
+	indexDel     []string
 	stdout       io.Writer
 	stderr       io.Writer
 	stdin        io.Reader
@@ -126,7 +128,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newInitCmd(g), newSnapshotCmd(g), newLogCmd(g), newLsCmd(g), newDiffCmd(g),
-		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g),
+		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g), newCatalogCmd(g),
 	)
 	return root
 }
