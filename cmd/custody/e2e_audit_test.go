@@ -2,10 +2,15 @@ package main_test
 
 import (
 	"database/sql"
+	"encoding/base64"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	_ "github.com/ncruces/go-sqlite3/driver"
 )
@@ -75,6 +80,7 @@ func TestAuditTrailRecordsActionsAndCatchesTampering(t *testing.T) {
 	}
 	e.snapshot(src)
 	e.fails(1, []string{"tampered"}, "audit", "verify", "--checkpoint", old)
+	e.fails(1, []string{"tampered", "checkpoint given"}, "audit", "prove", "--consistency", old)
 }
 
 func TestAuditTrailOfConcurrentCommandsHasNoGap(t *testing.T) {
@@ -207,4 +213,99 @@ func TestCatalogIndexesDatasetsVersionsAndPrincipals(t *testing.T) {
 	if ds := datasets(); len(ds) != 1 || ds[0].Latest != second.Version {
 		t.Fatalf("datasets after sync: %+v", ds)
 	}
+}
+
+// independentCheckpoint opens a checkpoint with golang.org/x/mod/sumdb/note
+// and reads its C2SP tlog-checkpoint body by hand: nothing of custody's.
+func independentCheckpoint(t *testing.T, verifierKey, signed string) tlog.Tree {
+	t.Helper()
+	v, err := note.NewVerifier(verifierKey)
+	if err != nil {
+		t.Fatalf("verifier key %q: %v", verifierKey, err)
+	}
+	n, err := note.Open([]byte(signed), note.VerifierList(v))
+	if err != nil {
+		t.Fatalf("checkpoint does not verify: %v\n%s", err, signed)
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) != 4 || lines[0] != v.Name() || lines[3] != "" {
+		t.Fatalf("checkpoint body is not origin, size, root:\n%s", n.Text)
+	}
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != tlog.HashSize {
+		t.Fatalf("root hash %q", lines[2])
+	}
+	tree := tlog.Tree{N: size}
+	copy(tree.Hash[:], root)
+	return tree
+}
+
+func decodeHashes(t *testing.T, b64 []string) []tlog.Hash {
+	t.Helper()
+	out := make([]tlog.Hash, len(b64))
+	for i, s := range b64 {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b) != tlog.HashSize {
+			t.Fatalf("proof hash %q", s)
+		}
+		copy(out[i][:], b)
+	}
+	return out
+}
+
+func TestIndependentVerifierAcceptsTheCLIsProofs(t *testing.T) {
+	t.Parallel()
+	e := newVault(t)
+	src := filepath.Join(t.TempDir(), "raw")
+	for i := range 3 {
+		writeFile(t, filepath.Join(src, "a.txt"), []byte(strconv.Itoa(i)))
+		e.snapshot(src)
+	}
+	key := strings.TrimSpace(e.ok("audit", "key").stdout)
+	oldText := e.ok("audit", "checkpoint").stdout
+	old := independentCheckpoint(t, key, oldText)
+	oldFile := filepath.Join(t.TempDir(), "old.txt")
+	if err := os.WriteFile(oldFile, []byte(oldText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		writeFile(t, filepath.Join(src, "b.txt"), []byte(strconv.Itoa(i)))
+		e.snapshot(src)
+	}
+
+	var inc struct {
+		Index      int64    `json:"index"`
+		Record     string   `json:"record"`
+		Proof      []string `json:"proof"`
+		Checkpoint string   `json:"checkpoint"`
+	}
+	for _, i := range []string{"0", "3", "8"} {
+		e.okJSON(&inc, "audit", "prove", i)
+		tree := independentCheckpoint(t, key, inc.Checkpoint)
+		if tree.N != 9 { // init and eight snapshots
+			t.Fatalf("checkpoint covers %d entries, want 9", tree.N)
+		}
+		if err := tlog.CheckRecord(decodeHashes(t, inc.Proof), tree.N, tree.Hash, inc.Index, tlog.RecordHash([]byte(inc.Record))); err != nil {
+			t.Fatalf("inclusion proof of entry %s: %v", i, err)
+		}
+		// The proof is bound to the record: another record fails it.
+		if tlog.CheckRecord(decodeHashes(t, inc.Proof), tree.N, tree.Hash, inc.Index, tlog.RecordHash([]byte(inc.Record+" "))) == nil {
+			t.Fatal("an altered record passes the inclusion proof")
+		}
+	}
+
+	var cons struct {
+		Proof      []string `json:"proof"`
+		Checkpoint string   `json:"checkpoint"`
+	}
+	e.okJSON(&cons, "audit", "prove", "--consistency", oldFile)
+	cur := independentCheckpoint(t, key, cons.Checkpoint)
+	if err := tlog.CheckTree(decodeHashes(t, cons.Proof), cur.N, cur.Hash, old.N, old.Hash); err != nil {
+		t.Fatalf("consistency proof %d -> %d: %v", old.N, cur.N, err)
+	}
+	e.fails(2, []string{"not both"}, "audit", "prove", "1", "--consistency", oldFile)
 }

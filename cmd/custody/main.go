@@ -20,6 +20,10 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
+	// Everything custody creates for itself (the catalog and its SQLite
+	// journals, caches, temporary files) names users, paths and keys:
+	// owner-only. Restored files get their recorded modes explicitly.
+	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -126,6 +126,37 @@ func (r *Recorder) Prove(ctx context.Context, index int64) (tlog.RecordProof, []
 	return p, signed, nil
 }
 
+// ProveConsistency proves that the current tree extends the one old (a
+// checkpoint an auditor kept) signed, and returns the proof with a fresh
+// signed checkpoint of the current tree. old must verify under this log's
+// key: a checkpoint of another log or a forged one is refused.
+func (r *Recorder) ProveConsistency(ctx context.Context, old []byte) (tlog.TreeProof, []byte, error) {
+	oc, err := ledger.OpenCheckpoint(old, r.keys.Verifier)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the checkpoint given: %w", err)
+	}
+	signed, err := r.Checkpoint(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := ledger.OpenCheckpoint(signed, r.keys.Verifier)
+	if err != nil {
+		return nil, nil, err
+	}
+	if oc.Tree.N > c.Tree.N {
+		return nil, nil, fmt.Errorf("%w: the checkpoint given covers %d entries, the log holds only %d", ledger.ErrTampered, oc.Tree.N, c.Tree.N)
+	}
+	p, err := r.log.ProveConsistency(oc.Tree.N, c.Tree.N)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A proof is only worth giving if it holds: a rewritten log has none.
+	if err := tlog.CheckTree(p, c.Tree.N, c.Tree.Hash, oc.Tree.N, oc.Tree.Hash); err != nil {
+		return nil, nil, fmt.Errorf("%w: the log does not extend the checkpoint given (%d entries): %v", ledger.ErrTampered, oc.Tree.N, err)
+	}
+	return p, signed, nil
+}
+
 // Verify checks the whole log against every checkpoint the vault holds
 // and those given (an auditor's older copies). A checkpoint that does not
 // verify is itself tampering.

@@ -108,3 +108,28 @@ func TestVerifyRefusesAForgedCheckpoint(t *testing.T) {
 		t.Fatalf("forged checkpoint accepted: %v", err)
 	}
 }
+
+func TestProveConsistencyRefusesAForkedLog(t *testing.T) {
+	ctx := context.Background()
+	v := &fakeVault{}
+	r, _ := New(v, &catalog{MemStore: &ledger.MemStore{}})
+	record(t, r, 5)
+	old, err := r.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, r, 3)
+	if _, _, err := r.ProveConsistency(ctx, old); err != nil {
+		t.Fatalf("intact log: %v", err)
+	}
+	// A rewritten log, longer than the kept checkpoint, signed with the
+	// same key: no proof exists.
+	forged, _ := New(v, &catalog{MemStore: &ledger.MemStore{}})
+	record(t, forged, 9)
+	if _, _, err := forged.ProveConsistency(ctx, old); !errors.Is(err, ledger.ErrTampered) || !strings.Contains(err.Error(), "does not extend") {
+		t.Fatalf("forked log: %v", err)
+	}
+	if _, _, err := r.ProveConsistency(ctx, []byte("garbage\n")); err == nil {
+		t.Fatal("garbage checkpoint accepted")
+	}
+}

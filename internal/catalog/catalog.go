@@ -169,7 +169,8 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 			return nil, fmt.Errorf("catalog: %w", err)
 		}
 		// The catalog names users and paths: readable by its owner only.
-		// SQLite gives its -wal and -shm files the same mode.
+		// (Its -wal and -shm files are created 0666 less the umask, which
+		// the custody command sets to 077.)
 		if f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
 			f.Close()
 		} else if !errors.Is(err, fs.ErrExist) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/catalog"
@@ -180,35 +181,67 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 }
 
 func newAuditProveCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "prove INDEX",
-		Short: "Print the inclusion proof of one entry against a fresh signed checkpoint",
-		Args:  cobra.ExactArgs(1),
+	var from string
+	cmd := &cobra.Command{
+		Use:   "prove INDEX | --consistency FILE",
+		Short: "Print an entry's inclusion proof, or the proof that the log extends a kept checkpoint, against a fresh signed checkpoint",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if (len(args) == 1) == (from != "") {
+				return usagef("prove: give an entry number from 'custody audit log', or --consistency FILE, not both")
+			}
+			if from != "" {
+				old, err := os.ReadFile(from)
+				if err != nil {
+					return usagef("--consistency: %v", err)
+				}
+				return g.withAudit(ctx, func(_ *vault.Vault, rec *audit.Recorder, _ *catalog.DB) error {
+					proof, signed, err := rec.ProveConsistency(ctx, old)
+					if err != nil {
+						return err
+					}
+					hashes := base64Hashes(proof)
+					if g.json {
+						return printJSON(g.stdout, map[string]any{"old_checkpoint": string(old), "proof": hashes, "checkpoint": string(signed), "verifier_key": rec.VerifierKey()})
+					}
+					fmt.Fprintf(g.stdout, "consistency proof (RFC 6962, base64):\n  %s\ncheckpoint:\n%s", strings.Join(hashes, "\n  "), signed)
+					return nil
+				})
+			}
 			var index int64
 			if _, err := fmt.Sscan(args[0], &index); err != nil || index < 0 {
 				return usagef("prove: INDEX is an entry number from 'custody audit log'")
 			}
-			return g.withAudit(cmd.Context(), func(_ *vault.Vault, rec *audit.Recorder, db *catalog.DB) error {
-				proof, signed, err := rec.Prove(cmd.Context(), index)
+			return g.withAudit(ctx, func(_ *vault.Vault, rec *audit.Recorder, db *catalog.DB) error {
+				proof, signed, err := rec.Prove(ctx, index)
 				if err != nil {
 					return err
 				}
 				var record []byte
-				db.Records(cmd.Context(), index)(func(_ int64, r []byte) bool { record = r; return false })
-				hashes := make([]string, len(proof))
-				for i, h := range proof {
-					hashes[i] = base64.StdEncoding.EncodeToString(h[:])
+				err = db.Records(ctx, index)(func(_ int64, r []byte) bool { record = r; return false })
+				if err != nil {
+					return err
 				}
-				out := map[string]any{"index": index, "record": string(record), "proof": hashes, "checkpoint": string(signed), "verifier_key": rec.VerifierKey()}
+				hashes := base64Hashes(proof)
 				if g.json {
-					return printJSON(g.stdout, out)
+					return printJSON(g.stdout, map[string]any{"index": index, "record": string(record), "proof": hashes, "checkpoint": string(signed), "verifier_key": rec.VerifierKey()})
 				}
 				fmt.Fprintf(g.stdout, "entry %d: %s\nproof (RFC 6962 audit path, base64):\n  %s\ncheckpoint:\n%s", index, record, strings.Join(hashes, "\n  "), signed)
 				return nil
 			})
 		},
 	}
+	cmd.Flags().StringVar(&from, "consistency", "", "a signed checkpoint kept earlier: prove the current log extends it")
+	return cmd
+}
+
+func base64Hashes(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = base64.StdEncoding.EncodeToString(h[:])
+	}
+	return out
 }
 
 func newAuditCheckpointCmd(g *globals) *cobra.Command {
