@@ -240,6 +240,46 @@ func runSuite(t *testing.T, driver string, o opener) {
 		}
 	})
 
+	t.Run("TamperReordered", func(t *testing.T) {
+		db := newDB(t)
+		if _, err := ledger.New(db).Append(ctx, records(0, 100)); err != nil {
+			t.Fatal(err)
+		}
+		// Swap the contents of rows 7 and 8, each keeping its index.
+		if _, err := db.db.ExecContext(ctx, db.q(`UPDATE ledger SET record = CASE idx WHEN 7 THEN (SELECT record FROM ledger WHERE idx = 8) ELSE (SELECT record FROM ledger WHERE idx = 7) END WHERE idx IN (7, 8)`)); err != nil {
+			t.Fatal(err)
+		}
+		err := ledger.Verify(ctx, db.Records(ctx, 0), db, nil)
+		if !errors.Is(err, ledger.ErrTampered) || !strings.Contains(err.Error(), "record 7 ") {
+			t.Fatalf("Verify after swapping records 7 and 8: %v", err)
+		}
+	})
+
+	t.Run("TamperInserted", func(t *testing.T) {
+		db := newDB(t)
+		if _, err := ledger.New(db).Append(ctx, records(0, 100)); err != nil {
+			t.Fatal(err)
+		}
+		// Make room at 50 (highest first, so the key stays unique) and
+		// put a forged record there with plausible hashes copied from 50.
+		for i := int64(99); i >= 50; i-- {
+			if _, err := db.db.ExecContext(ctx, db.q(`UPDATE ledger SET idx = $1 WHERE idx = $2`), i+1, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		forged := entry(50, "ds0", "/data/planted", "mallory", "snapshot")
+		if _, err := db.db.ExecContext(ctx, db.q(`INSERT INTO ledger (idx, record, hashes, time, kind, dataset, path, user_name) SELECT 50, $1, hashes, time, kind, dataset, path, user_name FROM ledger WHERE idx = 51`), forged); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.db.ExecContext(ctx, `UPDATE ledger_head SET size = size + 1`); err != nil {
+			t.Fatal(err)
+		}
+		err := ledger.Verify(ctx, db.Records(ctx, 0), db, nil)
+		if !errors.Is(err, ledger.ErrTampered) || !strings.Contains(err.Error(), "record 50 ") {
+			t.Fatalf("Verify after inserting at 50: %v", err)
+		}
+	})
+
 	t.Run("Search", func(t *testing.T) {
 		db := newDB(t)
 		var recs [][]byte
