@@ -309,3 +309,49 @@ func TestIndependentVerifierAcceptsTheCLIsProofs(t *testing.T) {
 	}
 	e.fails(2, []string{"not both"}, "audit", "prove", "1", "--consistency", oldFile)
 }
+
+func TestClosedGateStopsDestructiveStepsNotSnapshots(t *testing.T) {
+	t.Parallel()
+	e := newVault(t)
+	base := t.TempDir()
+	raw, train := filepath.Join(base, "raw"), filepath.Join(base, "train")
+	writeFile(t, filepath.Join(raw, "a.txt"), []byte("a"))
+	writeFile(t, filepath.Join(train, "b.txt"), []byte("b"))
+	first := e.snapshot(raw)
+	e.snapshot(train)
+
+	var gate struct {
+		ID string `json:"id"`
+	}
+	e.okJSON(&gate, "gate", "close", "--dataset", "raw", "--reason", "incident 7: mass renames")
+	if gate.ID == "" {
+		t.Fatal("gate close printed no id")
+	}
+	e.fails(1, []string{"forget refused", "zero-trust gate is closed", gate.ID, "incident 7", "custody gate open"},
+		"forget", "--dataset", "raw", "--keep-last", "1")
+	e.fails(1, []string{"forget refused", gate.ID}, "forget", first.Version)
+	e.fails(1, []string{"prune refused", gate.ID}, "prune")
+	e.ok("forget", "--dataset", "raw", "--keep-last", "1", "--dry-run") // changes nothing: allowed
+	e.ok("forget", "--dataset", "train", "--keep-last", "1")            // another dataset
+	writeFile(t, filepath.Join(raw, "a.txt"), []byte("a2"))
+	e.snapshot(raw) // the recovery point: snapshots go on
+	if !strings.Contains(e.ok("gate", "status").stdout, gate.ID) {
+		t.Fatal("gate status does not list the closed gate")
+	}
+	e.fails(2, []string{"--reason"}, "gate", "close")
+
+	e.ok("gate", "open", gate.ID)
+	e.fails(1, []string{"already opened"}, "gate", "open", gate.ID)
+	e.ok("prune")
+	e.ok("forget", first.Version)
+
+	var rows []auditRow
+	e.okJSON(&rows, "audit", "log", "--kind", "gate.close")
+	if len(rows) != 1 || rows[0].Outcome != "ok" {
+		t.Fatalf("gate.close entries: %+v", rows)
+	}
+	e.okJSON(&rows, "audit", "log", "--kind", "prune")
+	if len(rows) != 2 || !strings.HasPrefix(rows[0].Outcome, "failed: prune refused") || rows[1].Outcome != "ok" {
+		t.Fatalf("prune entries: %+v", rows)
+	}
+}

@@ -393,6 +393,7 @@ func runSuite(t *testing.T, driver string, o opener) {
 	})
 
 	t.Run("Index", func(t *testing.T) { indexSuite(t, o) })
+	t.Run("Gates", func(t *testing.T) { gatesSuite(t, o) })
 }
 
 func storedHashes(size int64, recs [][]byte) ([][]tlog.Hash, error) {

@@ -115,3 +115,13 @@ func catalogVersion(v *vault.Version) catalog.Version {
 	}
 	return c
 }
+
+// checkGate refuses a destructive step while the zero-trust gate is closed
+// for any of datasets (none: for any dataset).
+func (g *globals) checkGate(ctx context.Context, v *vault.Vault, step string, datasets ...string) error {
+	_, db, err := g.recorder(ctx, v)
+	if err != nil {
+		return err
+	}
+	return db.CheckGate(ctx, step, datasets...)
+}

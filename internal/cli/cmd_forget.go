@@ -64,7 +64,13 @@ func newForgetCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeVault(v)
-			ds, err := prune.Forget(cmd.Context(), v, dataset, p, dryRun)
+			var ds []prune.Decision
+			if !dryRun {
+				err = g.checkGate(cmd.Context(), v, "forget", dataset)
+			}
+			if err == nil {
+				ds, err = prune.Forget(cmd.Context(), v, dataset, p, dryRun)
+			}
 			if !dryRun {
 				entry := ledger.Entry{Kind: "forget", Dataset: dataset, Detail: map[string]string{"keep_last": fmt.Sprint(last), "keep_within": within}}
 				for _, d := range ds {
@@ -132,6 +138,14 @@ func forgetVersions(cmd *cobra.Command, g *globals, prefixes []string, dryRun bo
 			e := ledger.Entry{Kind: "forget", Detail: map[string]string{"removed": strings.Join(removed, " ")}}
 			err = g.audited(ctx, v, &e, err)
 		}()
+	}
+	if !dryRun {
+		// Which datasets named versions belong to is not known before
+		// they are read, and a damaged one cannot be: any closed gate
+		// stops this.
+		if err := g.checkGate(ctx, v, "forget"); err != nil {
+			return err
+		}
 	}
 	for _, p := range prefixes {
 		id, err := v.ResolveVersionID(ctx, p)

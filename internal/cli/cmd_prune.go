@@ -37,6 +37,11 @@ func newPruneCmd(g *globals) *cobra.Command {
 				entry := ledger.Entry{Kind: "prune", Detail: map[string]string{"safety_margin": opts.SafetyMargin.String()}}
 				defer func() { err = g.audited(cmd.Context(), v, &entry, err) }()
 			}
+			if !opts.DryRun {
+				if err := g.checkGate(cmd.Context(), v, "prune"); err != nil {
+					return err
+				}
+			}
 			st, err := prune.Run(cmd.Context(), v, opts)
 			if err != nil {
 				return err
