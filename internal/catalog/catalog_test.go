@@ -394,6 +394,7 @@ func runSuite(t *testing.T, driver string, o opener) {
 
 	t.Run("Index", func(t *testing.T) { indexSuite(t, o) })
 	t.Run("Gates", func(t *testing.T) { gatesSuite(t, o) })
+	t.Run("Offsite", func(t *testing.T) { offsiteSuite(t, o) })
 }
 
 func storedHashes(size int64, recs [][]byte) ([][]tlog.Hash, error) {
