@@ -19,15 +19,23 @@ import (
 )
 
 // benchEntry is a watcher's typical event: a file modified under one of
-// 50 datasets by one of 20 users.
-func benchEntry(i int) ledger.Entry {
+// 50 datasets by one of 20 users. With scattered, every event lands in a
+// different one of 50,000 directories (the worst case for the path index);
+// otherwise events come in bursts of 100 in one directory, as jobs that
+// write, copy or delete a directory's files make them.
+func benchEntry(i int, scattered bool) ledger.Entry {
 	uid := uint32(1000 + i%20)
+	ds, dir := i%50, (i/50)%1000
+	if !scattered {
+		job := i / 100
+		ds, dir = job%50, (job/50)%1000
+	}
 	return ledger.Entry{
 		Time:    time.Unix(1_770_000_000, 0).Add(time.Duration(i) * time.Millisecond),
 		Kind:    "file.modify",
 		Actor:   ledger.Actor{UID: &uid, User: "user" + strconv.Itoa(i%20), PID: 10000 + i%5000, Exe: "/usr/bin/rsync"},
-		Dataset: "dataset" + strconv.Itoa(i%50),
-		Path:    fmt.Sprintf("/srv/share/d%d/s%d/file-%d.dat", i%50, (i/50)%1000, i),
+		Dataset: "dataset" + strconv.Itoa(ds),
+		Path:    fmt.Sprintf("/srv/share/d%d/s%d/file-%d.dat", ds, dir, i),
 		Outcome: "ok",
 		Detail:  map[string]string{"bytes": strconv.Itoa(i * 37 % 1000000)},
 	}
@@ -55,7 +63,7 @@ func diskVault(b *testing.B) *vault.Vault {
 // watcher records events: two producers, checkpoints every second. It
 // appends CUSTODY_BENCH_ENTRIES entries (default 200,000) per b.N into a
 // catalog that grows with each.
-func benchStream(b *testing.B, dsn string) {
+func benchStream(b *testing.B, dsn string, scattered bool) {
 	ctx := context.Background()
 	n := benchEntries()
 	db, err := catalog.Open(ctx, dsn)
@@ -70,7 +78,7 @@ func benchStream(b *testing.B, dsn string) {
 	var checkpoints int64
 	b.ResetTimer()
 	for range b.N {
-		checkpoints += fill(b, r, n).Checkpoints
+		checkpoints += fill(b, r, n, scattered).Checkpoints
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
@@ -79,11 +87,19 @@ func benchStream(b *testing.B, dsn string) {
 }
 
 func BenchmarkStreamSQLite(b *testing.B) {
-	benchStream(b, filepath.Join(b.TempDir(), "catalog.db"))
+	benchStream(b, filepath.Join(b.TempDir(), "catalog.db"), false)
 }
 
 func BenchmarkStreamPostgres(b *testing.B) {
-	benchStream(b, pgtest.DSN(b))
+	benchStream(b, pgtest.DSN(b), false)
+}
+
+func BenchmarkStreamScatteredSQLite(b *testing.B) {
+	benchStream(b, filepath.Join(b.TempDir(), "catalog.db"), true)
+}
+
+func BenchmarkStreamScatteredPostgres(b *testing.B) {
+	benchStream(b, pgtest.DSN(b), true)
 }
 
 // BenchmarkVerifySQLite measures `audit verify`'s work (every record
@@ -101,7 +117,7 @@ func BenchmarkVerifySQLite(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fill(b, r, n)
+	fill(b, r, n, false)
 	b.ResetTimer()
 	for range b.N {
 		if got, err := r.Verify(ctx, nil); err != nil || got != int64(n) {
@@ -125,7 +141,7 @@ func benchEntries() int {
 
 // fill appends n entries through a stream with two producers and returns
 // the stream's counts.
-func fill(b *testing.B, r *audit.Recorder, n int) *audit.Stream {
+func fill(b *testing.B, r *audit.Recorder, n int, scattered bool) *audit.Stream {
 	ctx := context.Background()
 	s := r.Stream(audit.StreamOptions{})
 	sctx, stop := context.WithCancel(ctx)
@@ -136,7 +152,7 @@ func fill(b *testing.B, r *audit.Recorder, n int) *audit.Stream {
 	for p := range producers {
 		wg.Go(func() {
 			for i := p; i < n; i += producers {
-				if err := s.Add(ctx, benchEntry(i)); err != nil {
+				if err := s.Add(ctx, benchEntry(i, scattered)); err != nil {
 					b.Error(err)
 					return
 				}

@@ -39,7 +39,7 @@ type plainRow struct {
 // plainWriter inserts one batch of rows starting at index idx.
 type plainWriter func(ctx context.Context, idx int64, rows []plainRow) error
 
-func benchPlain(b *testing.B, write plainWriter) {
+func benchPlain(b *testing.B, write plainWriter, scattered bool) {
 	ctx := context.Background()
 	n := benchEntries()
 	var idx int64
@@ -51,7 +51,7 @@ func benchPlain(b *testing.B, write plainWriter) {
 		for p := range producers {
 			wg.Go(func() {
 				for i := p; i < n; i += producers {
-					e := benchEntry(i)
+					e := benchEntry(i, scattered)
 					rec, err := e.Leaf()
 					if err != nil {
 						b.Error(err)
@@ -89,7 +89,14 @@ func benchPlain(b *testing.B, write plainWriter) {
 	b.ReportMetric(0, "ns/op")
 }
 
-func BenchmarkPlainTableSQLite(b *testing.B) {
+func BenchmarkPlainTableSQLite(b *testing.B)          { benchPlainSQLite(b, false) }
+func BenchmarkPlainTableScatteredSQLite(b *testing.B) { benchPlainSQLite(b, true) }
+func BenchmarkPlainTablePostgres(b *testing.B)        { benchPlainPostgres(b, false) }
+func BenchmarkPlainTableScatteredPostgres(b *testing.B) {
+	benchPlainPostgres(b, true)
+}
+
+func benchPlainSQLite(b *testing.B, scattered bool) {
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(b.TempDir(), "plain.db")+
 		"?_pragma=journal_mode(wal)&_pragma=synchronous(normal)&_pragma=page_size(8192)&_pragma=cache_size(-32768)&_txlock=immediate")
 	if err != nil {
@@ -119,10 +126,10 @@ func BenchmarkPlainTableSQLite(b *testing.B) {
 			}
 		}
 		return tx.Commit()
-	})
+	}, scattered)
 }
 
-func BenchmarkPlainTablePostgres(b *testing.B) {
+func benchPlainPostgres(b *testing.B, scattered bool) {
 	db, err := sql.Open("pgx", pgtest.DSN(b))
 	if err != nil {
 		b.Fatal(err)
@@ -146,5 +153,5 @@ func BenchmarkPlainTablePostgres(b *testing.B) {
 				[]string{"idx", "record", "time", "kind", "dataset", "path", "user_name"}, pgx.CopyFromRows(data))
 			return err
 		})
-	})
+	}, scattered)
 }
