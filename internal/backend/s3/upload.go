@@ -28,28 +28,31 @@ func (b *S3) Put(ctx context.Context, h backend.Handle, data []byte) error {
 	if err := begin(ctx, h); err != nil {
 		return fmt.Errorf("put %s: %w", h, err)
 	}
-	return b.upload(ctx, h, bytes.NewReader(data), int64(len(data)))
+	_, err := b.upload(ctx, h, bytes.NewReader(data), int64(len(data)), Retention{})
+	return err
 }
 
 // upload stores size bytes of r as h, write-once, in one request or, when
 // larger than a part, as a multipart upload. r is read with ReadAt only, so
 // parts and retries can read it concurrently and again.
-func (b *S3) upload(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64) error {
+func (b *S3) upload(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64, ret Retention) (Written, error) {
+	var w Written
 	var err error
 	if size <= b.partSize {
-		err = b.putObject(ctx, h, r, size)
+		w, err = b.putObject(ctx, h, r, size, ret)
 	} else {
-		err = b.putMultipart(ctx, h, r, size)
+		w, err = b.putMultipart(ctx, h, r, size, ret)
 	}
 	switch {
 	case err == nil:
-		return nil
+		w.Size = size
+		return w, nil
 	case isPreconditionFailed(err):
-		return fmt.Errorf("store %s: %w", b.url(h), backend.ErrExists)
+		return Written{}, fmt.Errorf("store %s: %w", b.url(h), backend.ErrExists)
 	case apiCode(err) == "NotImplemented":
-		return fmt.Errorf("store %s: the server does not support conditional writes (If-None-Match), which custody needs to keep objects write-once; use a server that does (AWS S3, versitygw, MinIO): %w", b.url(h), err)
+		return Written{}, fmt.Errorf("store %s: the server does not support conditional writes (If-None-Match), which custody needs to keep objects write-once; use a server that does (AWS S3, versitygw, MinIO): %w", b.url(h), err)
 	}
-	return fmt.Errorf("store %s: %s%w", b.url(h), advice(err), err)
+	return Written{}, fmt.Errorf("store %s: %s%w", b.url(h), advice(err), err)
 }
 
 // sha256Of returns the base64 SHA-256 of r's bytes, as S3 headers want it.
@@ -61,12 +64,12 @@ func sha256Of(r io.Reader) (string, error) {
 	return base64.StdEncoding.EncodeToString(sum.Sum(nil)), nil
 }
 
-func (b *S3) putObject(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64) error {
+func (b *S3) putObject(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64, ret Retention) (Written, error) {
 	sum, err := sha256Of(io.NewSectionReader(r, 0, size))
 	if err != nil {
-		return fmt.Errorf("read the data: %w", err)
+		return Written{}, fmt.Errorf("read the data: %w", err)
 	}
-	_, err = b.client.PutObject(ctx, &s3api.PutObjectInput{
+	in := &s3api.PutObjectInput{
 		Bucket:            &b.bucket,
 		Key:               aws.String(b.key(h)),
 		Body:              io.NewSectionReader(r, 0, size), // seekable, so the SDK can retry it
@@ -74,8 +77,18 @@ func (b *S3) putObject(ctx context.Context, h backend.Handle, r io.ReaderAt, siz
 		IfNoneMatch:       aws.String("*"),
 		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 		ChecksumSHA256:    aws.String(sum),
-	})
-	return err
+	}
+	if ret.Mode != "" {
+		in.ObjectLockMode, in.ObjectLockRetainUntilDate = ret.Mode, aws.Time(ret.Until)
+	}
+	if ret.LegalHold {
+		in.ObjectLockLegalHoldStatus = types.ObjectLockLegalHoldStatusOn
+	}
+	out, err := b.client.PutObject(ctx, in)
+	if err != nil {
+		return Written{}, err
+	}
+	return Written{VersionID: aws.ToString(out.VersionId), SHA256: sum}, nil
 }
 
 // putMultipart uploads r in parts of b.partSize, uploadConcurrency at a
@@ -83,15 +96,22 @@ func (b *S3) putObject(ctx context.Context, h backend.Handle, r io.ReaderAt, siz
 // still free. On any failure it aborts the upload, so no parts linger (a
 // crash still can leave some: give the bucket a lifecycle rule that aborts
 // incomplete multipart uploads after a day).
-func (b *S3) putMultipart(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64) (err error) {
+func (b *S3) putMultipart(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64, ret Retention) (_ Written, err error) {
 	key := aws.String(b.key(h))
-	created, err := b.client.CreateMultipartUpload(ctx, &s3api.CreateMultipartUploadInput{
+	in := &s3api.CreateMultipartUploadInput{
 		Bucket:            &b.bucket,
 		Key:               key,
 		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
-	})
+	}
+	if ret.Mode != "" {
+		in.ObjectLockMode, in.ObjectLockRetainUntilDate = ret.Mode, aws.Time(ret.Until)
+	}
+	if ret.LegalHold {
+		in.ObjectLockLegalHoldStatus = types.ObjectLockLegalHoldStatusOn
+	}
+	created, err := b.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
-		return err
+		return Written{}, err
 	}
 	defer func() {
 		if err != nil {
@@ -134,16 +154,19 @@ func (b *S3) putMultipart(ctx context.Context, h backend.Handle, r io.ReaderAt, 
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return Written{}, err
 	}
-	_, err = b.client.CompleteMultipartUpload(ctx, &s3api.CompleteMultipartUploadInput{
+	out, err := b.client.CompleteMultipartUpload(ctx, &s3api.CompleteMultipartUploadInput{
 		Bucket:          &b.bucket,
 		Key:             key,
 		UploadId:        created.UploadId,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 		IfNoneMatch:     aws.String("*"),
 	})
-	return err
+	if err != nil {
+		return Written{}, err
+	}
+	return Written{VersionID: aws.ToString(out.VersionId), SHA256: aws.ToString(out.ChecksumSHA256)}, nil
 }
 
 // CreateTemp returns a new, empty file in the system's temporary folder
@@ -187,7 +210,8 @@ func (b *S3) PutFile(ctx context.Context, h backend.Handle, f *os.File) error {
 	if err != nil {
 		return fmt.Errorf("store %s: %w", b.url(h), err)
 	}
-	return b.upload(ctx, h, f, fi.Size())
+	_, err = b.upload(ctx, h, f, fi.Size(), Retention{})
+	return err
 }
 
 // DiscardTemp closes and removes a file from CreateTemp that will not be put.
