@@ -3,6 +3,7 @@ package backend
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrInvalidHandle is returned for a handle no backend may store: an unknown
@@ -77,4 +78,15 @@ func (h Handle) Validate() error {
 func nameChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '.' || c == '_' || c == '-'
+}
+
+// ParseHandle reads what Handle.String writes: "kind" for the singletons,
+// "kind/name" otherwise. It returns an error for anything Validate refuses.
+func ParseHandle(s string) (Handle, error) {
+	kind, name, _ := strings.Cut(s, "/")
+	h := Handle{Kind: Kind(kind), Name: name}
+	if err := h.Validate(); err != nil {
+		return Handle{}, err
+	}
+	return h, nil
 }

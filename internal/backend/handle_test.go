@@ -57,3 +57,17 @@ func FuzzValidateKeepsNamesInTheirFolder(f *testing.F) {
 		}
 	})
 }
+
+func TestParseHandleInvertsString(t *testing.T) {
+	for _, h := range []Handle{{Kind: Marker}, {Kind: Config}, {Kind: Packs, Name: "ab12cd"}, {Kind: Versions, Name: "0123abcd"}, {Kind: Checkpoints, Name: "ff00"}} {
+		got, err := ParseHandle(h.String())
+		if err != nil || got != h {
+			t.Errorf("ParseHandle(%q) = %v, %v", h.String(), got, err)
+		}
+	}
+	for _, s := range []string{"", "nope/x", "data/../x", "config/x", "data"} {
+		if _, err := ParseHandle(s); err == nil {
+			t.Errorf("ParseHandle(%q) accepted", s)
+		}
+	}
+}

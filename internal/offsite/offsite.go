@@ -1,0 +1,51 @@
+// Package offsite keeps copies of a vault in S3 buckets with versioning
+// and Object Lock: incremental pushes that need no delete permission,
+// retention on every object (extended, never shortened, while live
+// versions need it), locks on chosen versions, and audits of the bucket
+// against what was pushed.
+package offsite
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/custodyhq/custody/internal/backend/s3"
+	"github.com/custodyhq/custody/internal/catalog"
+)
+
+// Target is an offsite opened for use.
+type Target struct {
+	Rec catalog.Offsite
+	S3  *s3.S3
+}
+
+// Open connects to the offsite's bucket. Credentials come from the AWS
+// environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...), never the catalog.
+func Open(ctx context.Context, rec catalog.Offsite) (*Target, error) {
+	cfg, err := s3.ParseURL(rec.URL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Endpoint, cfg.Region, cfg.InsecureSkipVerify = rec.Endpoint, rec.Region, rec.InsecureTLS
+	b, err := s3.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("offsite %s: %w", rec.Name, err)
+	}
+	return &Target{Rec: rec, S3: b}, nil
+}
+
+// ParseLockMode reads a --lock-mode value: "" (none), governance or
+// compliance, in any case.
+func ParseLockMode(s string) (string, error) {
+	switch m := strings.ToUpper(s); m {
+	case "", "GOVERNANCE", "COMPLIANCE":
+		return m, nil
+	}
+	return "", fmt.Errorf("lock mode %q: use governance (admins with the bypass permission may shorten it) or compliance (no one can)", s)
+}
+
+// lockMode is the SDK's form of a catalog lock mode.
+func lockMode(m string) types.ObjectLockMode { return types.ObjectLockMode(m) }
