@@ -300,3 +300,13 @@ func (v *Vault) openBlob(id ID, sealed []byte, rawLen int, dst []byte) ([]byte, 
 	}
 	return plain, nil
 }
+
+// PackOf names the pack holding blob id (offsite locks protect a version's
+// packs).
+func (v *Vault) PackOf(id ID) (ID, error) {
+	loc, err := v.locate(id)
+	if err != nil {
+		return ID{}, err
+	}
+	return loc.Pack, nil
+}
