@@ -61,6 +61,7 @@ type env struct {
 	vault string
 	cache string
 	pass  string
+	extra []string // more environment for every run ("K=V")
 }
 
 // newEnv returns an env whose vault does not exist yet.
@@ -126,6 +127,7 @@ func (e *env) environ(extra []string) []string {
 		}
 	}
 	out = append(out, "CUSTODY_PASSWORD="+e.pass, "CUSTODY_VAULT="+e.vault, "CUSTODY_CACHE="+e.cache)
+	out = append(out, e.extra...)
 	return append(out, extra...)
 }
 

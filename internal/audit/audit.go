@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/custodyhq/custody/internal/backend"
 	"github.com/custodyhq/custody/internal/ledger"
 	"github.com/custodyhq/custody/internal/vault"
 )
@@ -89,7 +90,9 @@ func (r *Recorder) Checkpoint(ctx context.Context) ([]byte, error) {
 	if err := r.db.SaveCheckpoint(ctx, size, signed); err != nil {
 		return nil, fmt.Errorf("audit checkpoint: %w", err)
 	}
-	if err := r.v.PutCheckpoint(ctx, signed); err != nil {
+	// A read-only view of the vault (a point-in-time restore from an
+	// offsite) cannot take it; the catalog has it.
+	if err := r.v.PutCheckpoint(ctx, signed); err != nil && !errors.Is(err, backend.ErrReadOnly) {
 		return nil, fmt.Errorf("audit checkpoint: %w", err)
 	}
 	return signed, nil

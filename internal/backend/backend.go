@@ -53,6 +53,9 @@ type Info struct {
 var (
 	ErrNotFound = errors.New("object not found")
 	ErrExists   = errors.New("object already exists")
+	// ErrReadOnly: the backend is a view that cannot be written, such as
+	// an S3 bucket as it was at a past time.
+	ErrReadOnly = errors.New("read-only view")
 )
 
 // Backend is the object store a vault lives in. Objects are write-once:

@@ -2,10 +2,13 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/custodyhq/custody/internal/audit"
@@ -22,6 +25,18 @@ func (g *globals) catalogDSN() string {
 	}
 	if dsn := os.Getenv("CUSTODY_CATALOG"); dsn != "" {
 		return dsn
+	}
+	if strings.Contains(g.vault, "://") {
+		// A vault in a bucket: a catalog of this machine's, named for it
+		// (share one with --catalog postgres://... across hosts).
+		dir := os.Getenv("XDG_DATA_HOME")
+		if home, err := os.UserHomeDir(); dir == "" && err == nil {
+			dir = filepath.Join(home, ".local", "share")
+		}
+		sum := sha256.Sum256([]byte(g.vault + "\x00" + g.s3.withEnv().endpoint))
+		dir = filepath.Join(dir, "custody")
+		os.MkdirAll(dir, 0o700)
+		return filepath.Join(dir, "catalog-"+hex.EncodeToString(sum[:8])+".db")
 	}
 	return filepath.Join(g.vault, "catalog.db")
 }

@@ -16,7 +16,7 @@ func newInitCmd(g *globals) *cobra.Command {
 		Short: "Create a new, empty vault",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			be, err := g.openBackend(true)
+			be, err := g.openBackend(cmd.Context(), true)
 			if err != nil {
 				return err
 			}

@@ -12,16 +12,45 @@ import (
 
 	"github.com/custodyhq/custody/internal/backend"
 	"github.com/custodyhq/custody/internal/backend/local"
+	"github.com/custodyhq/custody/internal/backend/s3"
 	"github.com/custodyhq/custody/internal/vault"
 )
 
+// s3Flags reach S3 locations: the vault's, or an offsite's when added.
+type s3Flags struct {
+	endpoint, region string
+	insecure         bool
+}
+
+func (f s3Flags) withEnv() s3Flags {
+	if f.endpoint == "" {
+		f.endpoint = os.Getenv("CUSTODY_S3_ENDPOINT")
+	}
+	return f
+}
+
+// openS3 opens an s3:// location. Credentials come from the AWS
+// environment or profiles, never from flags, so they stay out of argv.
+func (g *globals) openS3(ctx context.Context, location string) (*s3.S3, error) {
+	cfg, err := s3.ParseURL(location)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	f := g.s3.withEnv()
+	cfg.Endpoint, cfg.Region, cfg.InsecureSkipVerify = f.endpoint, f.region, f.insecure
+	return s3.New(ctx, cfg)
+}
+
 // openBackend opens the vault location; create makes the directory.
-func (g *globals) openBackend(create bool) (backend.Backend, error) {
+func (g *globals) openBackend(ctx context.Context, create bool) (backend.Backend, error) {
 	if g.vault == "" {
 		return nil, usagef("no vault given: pass --vault DIR or set CUSTODY_VAULT")
 	}
+	if strings.HasPrefix(g.vault, "s3://") {
+		return g.openS3(ctx, g.vault)
+	}
 	if strings.Contains(g.vault, "://") {
-		return nil, usagef("vault %q: only local directories are supported so far", g.vault)
+		return nil, usagef("vault %q: use a directory or s3://bucket/prefix", g.vault)
 	}
 	if create {
 		return local.Create(g.vault)
@@ -38,7 +67,7 @@ func (g *globals) openBackend(create bool) (backend.Backend, error) {
 
 // openVault opens and unlocks the vault.
 func (g *globals) openVault(ctx context.Context) (*vault.Vault, error) {
-	be, err := g.openBackend(false)
+	be, err := g.openBackend(ctx, false)
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,7 @@ type globals struct {
 	verbose      bool
 	cpuProfile   string
 	catalog      string
+	s3           s3Flags
 	rec          *audit.Recorder
 	db           *catalog.DB
 	indexPut     []catalog.Version // catalog index changes written with the audit entry
@@ -117,7 +118,10 @@ func newRoot(g *globals) *cobra.Command {
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.vault, "vault", "", "vault location (a directory); env CUSTODY_VAULT")
+	pf.StringVar(&g.vault, "vault", "", "vault location: a directory or s3://bucket/prefix; env CUSTODY_VAULT")
+	pf.StringVar(&g.s3.endpoint, "s3-endpoint", "", "S3-compatible server for s3:// locations, e.g. http://127.0.0.1:7070; env CUSTODY_S3_ENDPOINT (default: AWS)")
+	pf.StringVar(&g.s3.region, "s3-region", "", "S3 region (default: AWS_REGION or the profile's; us-east-1 with --s3-endpoint)")
+	pf.BoolVar(&g.s3.insecure, "s3-insecure-tls", false, "accept any TLS certificate from the S3 endpoint (test servers only)")
 	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	pf.StringVar(&g.passwordFile, "password-file", "", "read the passphrase from this file; env CUSTODY_PASSWORD_FILE (or set CUSTODY_PASSWORD)")
 	pf.StringVar(&g.cacheDir, "cache-dir", "", "local cache directory; env CUSTODY_CACHE (default: the user cache dir)")
@@ -128,7 +132,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newInitCmd(g), newSnapshotCmd(g), newLogCmd(g), newLsCmd(g), newDiffCmd(g),
-		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g), newCatalogCmd(g), newGateCmd(g),
+		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g), newCatalogCmd(g), newGateCmd(g), newOffsiteCmd(g), newLockCmd(g),
 	)
 	return root
 }

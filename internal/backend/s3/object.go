@@ -23,9 +23,15 @@ func (b *S3) Get(ctx context.Context, h backend.Handle) ([]byte, error) {
 	if err := begin(ctx, h); err != nil {
 		return nil, fmt.Errorf("get %s: %w", h, err)
 	}
+	return b.get(ctx, h, "")
+}
+
+// get reads the whole object h, or its version when version is not "".
+func (b *S3) get(ctx context.Context, h backend.Handle, version string) ([]byte, error) {
 	out, err := b.client.GetObject(ctx, &s3api.GetObjectInput{
 		Bucket:       &b.bucket,
 		Key:          aws.String(b.key(h)),
+		VersionId:    versionID(version),
 		ChecksumMode: types.ChecksumModeEnabled,
 	})
 	if err != nil {
@@ -45,7 +51,7 @@ func (b *S3) Get(ctx context.Context, h backend.Handle) ([]byte, error) {
 // GetRange returns length bytes at offset. A range past the end of the
 // object is an error wrapping io.ErrUnexpectedEOF.
 func (b *S3) GetRange(ctx context.Context, h backend.Handle, offset, length int64) ([]byte, error) {
-	body, err := b.openRange(ctx, h, offset, length)
+	body, err := b.openRange(ctx, h, "", offset, length)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +66,7 @@ func (b *S3) GetRange(ctx context.Context, h backend.Handle, offset, length int6
 // ReadRange is GetRange into the caller's buffer. It implements
 // backend.RangeReader.
 func (b *S3) ReadRange(ctx context.Context, h backend.Handle, offset int64, dst []byte) error {
-	body, err := b.openRange(ctx, h, offset, int64(len(dst)))
+	body, err := b.openRange(ctx, h, "", offset, int64(len(dst)))
 	if err != nil {
 		return err
 	}
@@ -79,8 +85,9 @@ func (b *S3) readFull(h backend.Handle, body io.Reader, buf []byte) error {
 }
 
 // openRange returns the body of a ranged GET that holds length bytes of h
-// at offset, having checked against the object's size that it does.
-func (b *S3) openRange(ctx context.Context, h backend.Handle, offset, length int64) (io.ReadCloser, error) {
+// (of its version, when version is not "") at offset, having checked
+// against the object's size that it does.
+func (b *S3) openRange(ctx context.Context, h backend.Handle, version string, offset, length int64) (io.ReadCloser, error) {
 	if err := begin(ctx, h); err != nil {
 		return nil, fmt.Errorf("get %s: %w", h, err)
 	}
@@ -92,7 +99,7 @@ func (b *S3) openRange(ctx context.Context, h backend.Handle, offset, length int
 			b.url(h), offset, uint64(offset)+uint64(length), size, io.ErrUnexpectedEOF)
 	}
 	if length == 0 { // an HTTP range cannot be empty
-		info, err := b.Stat(ctx, h)
+		info, err := b.stat(ctx, h, version)
 		if err != nil {
 			return nil, err
 		}
@@ -106,9 +113,10 @@ func (b *S3) openRange(ctx context.Context, h backend.Handle, offset, length int
 		last = math.MaxInt64 // overflow: far past the end of any object
 	}
 	out, err := b.client.GetObject(ctx, &s3api.GetObjectInput{
-		Bucket: &b.bucket,
-		Key:    aws.String(b.key(h)),
-		Range:  aws.String(fmt.Sprintf("bytes=%d-%d", offset, last)),
+		Bucket:    &b.bucket,
+		Key:       aws.String(b.key(h)),
+		VersionId: versionID(version),
+		Range:     aws.String(fmt.Sprintf("bytes=%d-%d", offset, last)),
 	})
 	if isInvalidRange(err) {
 		return nil, short(fmt.Sprintf("fewer than %d", offset+1))
@@ -135,6 +143,15 @@ func (b *S3) openRange(ctx context.Context, h backend.Handle, offset, length int
 	return out.Body, nil
 }
 
+// versionID is the VersionId of a request for version: none for "", the
+// current object.
+func versionID(version string) *string {
+	if version == "" {
+		return nil
+	}
+	return aws.String(version)
+}
+
 // parseContentRange reads "bytes <first>-<last>/<size>".
 func parseContentRange(s string) (first, size int64, ok bool) {
 	var last int64
@@ -149,7 +166,14 @@ func (b *S3) Stat(ctx context.Context, h backend.Handle) (backend.Info, error) {
 	if err := begin(ctx, h); err != nil {
 		return backend.Info{}, fmt.Errorf("stat %s: %w", h, err)
 	}
-	out, err := b.client.HeadObject(ctx, &s3api.HeadObjectInput{Bucket: &b.bucket, Key: aws.String(b.key(h))})
+	return b.stat(ctx, h, "")
+}
+
+// stat is Stat of h, or of its version when version is not "".
+func (b *S3) stat(ctx context.Context, h backend.Handle, version string) (backend.Info, error) {
+	out, err := b.client.HeadObject(ctx, &s3api.HeadObjectInput{
+		Bucket: &b.bucket, Key: aws.String(b.key(h)), VersionId: versionID(version),
+	})
 	if err != nil {
 		return backend.Info{}, b.opError("stat", h, err)
 	}
