@@ -301,9 +301,6 @@ func newLockCmd(g *globals) *cobra.Command {
 					return err
 				}
 				entry.Dataset, entry.Version = ver.Dataset, ver.ID.String()
-				if err := db.CheckGate(ctx, "offsite lock", ver.Dataset); err != nil {
-					return err
-				}
 				t, err := g.openOffsite(ctx, db, name)
 				if err != nil {
 					return err
