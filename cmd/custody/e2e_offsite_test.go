@@ -248,3 +248,44 @@ func TestKilledPushResumesWithoutUploadingAgain(t *testing.T) {
 	}
 	o.ok("offsite", "audit", "dr")
 }
+
+func TestLockRetainsEveryObjectAVersionNeeds(t *testing.T) {
+	t.Parallel()
+	o := newOffsiteEnv(t)
+	bucket := o.srv.Bucket(t, "", s3test.BucketOptions{Versioning: true, ObjectLock: true})
+	o.ok("offsite", "add", "dr", "s3://"+bucket+"/vault") // no lock by default
+	version := o.log()[0].Version
+	o.fails(1, []string{"not on offsite dr yet", "offsite push"}, "lock", version, "--offsite", "dr", "--days", "2")
+	o.push("dr")
+	o.ok("lock", version, "--offsite", "dr", "--days", "3", "--mode", "governance", "--legal-hold")
+	o.ok("lock", version, "--offsite", "dr", "--days", "1") // never shortens
+
+	ctx := context.Background()
+	vs, _ := o.versions(bucket, "vault/")
+	locked := 0
+	for _, v := range vs {
+		key := aws.ToString(v.Key)
+		r, err := o.cli.GetObjectRetention(ctx, &s3api.GetObjectRetentionInput{Bucket: &bucket, Key: v.Key, VersionId: v.VersionId})
+		retained := err == nil && r.Retention != nil && aws.ToTime(r.Retention.RetainUntilDate).After(time.Now().Add(71*time.Hour))
+		if strings.HasPrefix(key, "vault/checkpoints/") {
+			continue // the audit trail's, not the version's
+		}
+		if !retained {
+			t.Errorf("%s is not retained for 3 days: %+v %v", key, r, err)
+			continue
+		}
+		h, err := o.cli.GetObjectLegalHold(ctx, &s3api.GetObjectLegalHoldInput{Bucket: &bucket, Key: v.Key, VersionId: v.VersionId})
+		if err != nil || h.LegalHold == nil || h.LegalHold.Status != types.ObjectLockLegalHoldStatusOn {
+			t.Errorf("%s has no legal hold: %v", key, err)
+		}
+		locked++
+	}
+	if locked < 5 { // marker, config, key, index, version, packs
+		t.Fatalf("only %d objects locked", locked)
+	}
+	var rows []auditRow
+	o.okJSON(&rows, "audit", "log", "--kind", "offsite.lock")
+	if len(rows) != 3 || !strings.HasPrefix(rows[0].Outcome, "failed") || rows[1].Outcome != "ok" {
+		t.Fatalf("offsite.lock audit entries: %+v", rows)
+	}
+}
