@@ -96,6 +96,14 @@ type FilePutter interface {
 	DiscardTemp(f *os.File)
 }
 
+// Opener is implemented by backends whose objects are local files: a
+// reader of a whole object (an offsite push) opens it once instead of per
+// range.
+type Opener interface {
+	// Open returns the object's file, open for reading; the caller closes it.
+	Open(ctx context.Context, h Handle) (*os.File, error)
+}
+
 // RangeReader is implemented by backends that can read part of an object
 // into a buffer the caller owns, so hot read paths allocate nothing.
 type RangeReader interface {

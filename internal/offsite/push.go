@@ -186,7 +186,15 @@ func (t *Target) retention(now time.Time) s3.Retention {
 // when it is the same size: content-named objects with one name hold one
 // content, and the audit checks the rest.
 func (t *Target) upload(ctx context.Context, local backend.Backend, fi backend.Info, ret s3.Retention, now func() time.Time) (catalog.OffsiteObject, bool, error) {
-	r := &objectReader{ctx: ctx, be: local, h: fi.Handle}
+	var r io.ReaderAt = &objectReader{ctx: ctx, be: local, h: fi.Handle}
+	if op, ok := local.(backend.Opener); ok {
+		f, err := op.Open(ctx, fi.Handle)
+		if err != nil {
+			return catalog.OffsiteObject{}, false, err
+		}
+		defer f.Close()
+		r = f
+	}
 	w, err := t.S3.PutRetained(ctx, fi.Handle, r, fi.Size, ret)
 	o := catalog.OffsiteObject{Key: fi.Handle.String(), Size: fi.Size, VersionID: w.VersionID, SHA256: w.SHA256, RetainUntil: ret.Until, PushedAt: now()}
 	if err == nil {

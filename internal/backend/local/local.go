@@ -273,6 +273,11 @@ func (l *Local) ReadRange(ctx context.Context, h backend.Handle, offset int64, d
 	return l.readAt(f, h, dst, offset)
 }
 
+// Open returns h's file, open for reading. It implements backend.Opener.
+func (l *Local) Open(ctx context.Context, h backend.Handle) (*os.File, error) {
+	return l.openRange(ctx, h, 0, 0)
+}
+
 // openRange opens h and checks that it holds length bytes at offset.
 func (l *Local) openRange(ctx context.Context, h backend.Handle, offset, length int64) (*os.File, error) {
 	if err := begin(ctx, h); err != nil {

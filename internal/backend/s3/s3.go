@@ -15,7 +15,7 @@
 // writers exactly one wins. Servers that do not support conditional writes
 // (AWS has since 2024; versitygw and MinIO do) are refused with an error
 // rather than risk an overwrite. Every upload carries a SHA-256 checksum
-// that the server verifies; objects larger than one part go as parallel
+// that the server verifies; objects larger than one part (32 MiB) go as parallel
 // multipart uploads with a SHA-256 checksum per part.
 package s3
 
@@ -47,9 +47,11 @@ const DefaultRetries = 5
 
 const (
 	// partSize is the size of each part of a multipart upload; objects
-	// larger than one part are uploaded in parts. S3 wants at least 5 MiB
-	// for all but the last part, and allows 10,000 parts (78 GiB here).
-	partSize = 8 << 20
+	// larger than one part are uploaded in parts. Packs (about 16 MiB) go
+	// in one request, which measured a fifth faster to versitygw than two
+	// parts. S3 wants at least 5 MiB for all but the last part, and allows
+	// 10,000 parts (312 GiB here).
+	partSize = 32 << 20
 	// uploadConcurrency bounds the parts of one object in flight at once.
 	uploadConcurrency = 4
 )

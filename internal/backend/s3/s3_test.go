@@ -114,7 +114,7 @@ func TestLargeObjectsGoInPartsWithSHA256(t *testing.T) {
 	b := open(t, srv, bucket, "")
 	c := srv.Client(t)
 	ctx := context.Background()
-	data := randomBytes(20<<20+5, 7) // three parts, the last one short
+	data := randomBytes(2*partSize+5, 7) // three parts, the last one short
 
 	fromMemory := backend.Handle{Kind: backend.Packs, Name: "aa01"}
 	if err := b.Put(ctx, fromMemory, data); err != nil {
