@@ -3,7 +3,10 @@ package offsite
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,3 +116,48 @@ func TestPushAdoptsObjectsThatLandedUnrecorded(t *testing.T) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+func TestAPushWithNothingNewMakesTheSameFewRequestsWhateverTheVaultsSize(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t)
+	proxy := newFakingProxy(t, srv)
+	var requests atomic.Int64
+	proxy.answer(func(http.ResponseWriter, *http.Request) bool { requests.Add(1); return false })
+	bucket := srv.Bucket(t, "", s3test.BucketOptions{Versioning: true, ObjectLock: true})
+	b, err := s3.New(ctx, s3.Config{Bucket: bucket, Endpoint: proxy.URL, Region: s3test.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := catalog.Open(ctx, filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	rec := catalog.Offsite{Name: "dr", URL: "s3://" + bucket, Endpoint: proxy.URL, Region: s3test.Region, LockMode: "COMPLIANCE", LockDays: 1, Created: time.Now()}
+	if err := db.AddOffsite(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	target, local := &Target{Rec: rec, S3: b}, mem.New()
+	noop := func(objects int) int64 {
+		t.Helper()
+		for i := range objects {
+			h := backend.Handle{Kind: backend.Index, Name: fmt.Sprintf("%04x%08x", objects, i)}
+			if err := local.Put(ctx, h, []byte(h.Name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Push(ctx, target, local, db, PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		requests.Store(0)
+		st, err := Push(ctx, target, local, db, PushOptions{})
+		if err != nil || st.Uploaded != 0 {
+			t.Fatalf("push with nothing new: %+v %v", st, err)
+		}
+		return requests.Load()
+	}
+	small, large := noop(5), noop(300)
+	if small != large || small > 2 {
+		t.Fatalf("a push with nothing new made %d requests for 5 objects and %d for 305; want the same, at most 2", small, large)
+	}
+}
