@@ -289,3 +289,26 @@ func TestLockRetainsEveryObjectAVersionNeeds(t *testing.T) {
 		t.Fatalf("offsite.lock audit entries: %+v", rows)
 	}
 }
+
+func TestVaultDirectlyOnS3(t *testing.T) {
+	t.Parallel()
+	srv := s3test.Start(t)
+	bucket := srv.Bucket(t, "", s3test.BucketOptions{Versioning: true})
+	e := newEnv(t)
+	e.vault = "s3://" + bucket + "/team/vault"
+	e.extra = []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey, "CUSTODY_S3_ENDPOINT=" + srv.Endpoint,
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "XDG_DATA_HOME=" + t.TempDir()}
+	e.ok("init")
+	e.fails(1, []string{"already a custody vault"}, "init")
+	src := filepath.Join(t.TempDir(), "raw")
+	makeDataset(t, newRand(t), src, 2, 20<<20, 3, 50<<10) // packs larger than one upload part
+	v := e.snapshot(src)
+	compareTrees(t, src, e.restore(v.Version))
+	e.checkClean("--read-data")
+	e.ok("audit", "verify")
+	// Wrong credentials: a clear error naming the way out, and no secret.
+	r := e.runEnv([]string{"AWS_SECRET_ACCESS_KEY=wrong-secret-value"}, "log")
+	if r.code != 1 || strings.Contains(r.stderr, "wrong-secret-value") || !strings.Contains(r.stderr, "check the access key") {
+		t.Fatalf("wrong secret: want exit 1 with advice and no secret, got\n%s", r)
+	}
+}
