@@ -132,7 +132,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newInitCmd(g), newSnapshotCmd(g), newLogCmd(g), newLsCmd(g), newDiffCmd(g),
-		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g), newCatalogCmd(g), newGateCmd(g), newOffsiteCmd(g), newLockCmd(g),
+		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g), newCatalogCmd(g), newGateCmd(g), newOffsiteCmd(g), newLockCmd(g), newWatchCmd(g), newReportCmd(g),
 	)
 	return root
 }

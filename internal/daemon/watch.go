@@ -1,0 +1,250 @@
+// Package daemon wires the long-running parts together: watch sources to
+// the ledger (and, later, the guard), overflow rescans, scheduled
+// snapshots and offsite pushes.
+package daemon
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/custodyhq/custody/internal/audit"
+	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/snapshot"
+	"github.com/custodyhq/custody/internal/vault"
+	"github.com/custodyhq/custody/internal/watch"
+)
+
+// Root is a watched tree and the dataset it holds.
+type Root struct {
+	Path    string // absolute
+	Dataset string
+}
+
+// WatchOptions tune Watch.
+type WatchOptions struct {
+	Roots  []Root
+	Source watch.Source
+	// Window is how long bursts are coalesced (default 100 ms).
+	Window time.Duration
+	// Event, if set, sees every event after coalescing, in order (the
+	// command prints them; the guard will subscribe here).
+	Event  func(watch.Event)
+	Logger *slog.Logger
+}
+
+// Watch runs the source until ctx is done: events are coalesced, appended
+// to the ledger through an audit stream (checkpoints every second), and
+// handed to opts.Event. An overflow is recorded, and the affected tree is
+// snapshotted and compared with its last version, so that no change goes
+// unrecorded: each difference becomes a rescan event (without a
+// principal: the kernel's record of who is lost).
+func Watch(ctx context.Context, v *vault.Vault, rec *audit.Recorder, opts WatchOptions) error {
+	if opts.Window <= 0 {
+		opts.Window = 100 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	stream := rec.Stream(audit.StreamOptions{})
+	raw := make(chan watch.Event, 4096)
+	merged := make(chan watch.Event, 4096)
+	rescans := make(chan Root, len(opts.Roots))
+
+	g, gctx := errgroup.WithContext(ctx)
+	// The stream outlives the rest: it drains what they add after ctx ends.
+	streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- stream.Run(streamCtx) }()
+
+	g.Go(func() error {
+		defer close(raw)
+		err := opts.Source.Run(gctx, raw)
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	})
+	// Coalescing and recording run until the source has stopped and
+	// everything it sent is in the ledger: a shutdown loses no event.
+	drain := context.WithoutCancel(gctx)
+	g.Go(func() error {
+		defer close(merged)
+		return watch.Coalesce(drain, raw, merged, opts.Window, 65536)
+	})
+	g.Go(func() error {
+		defer close(rescans)
+		defer func() {
+			for range merged { // after a failure, let the coalescer finish
+			}
+		}()
+		for e := range merged {
+			if err := record(drain, stream, opts.Roots, e); err != nil {
+				return err
+			}
+			if opts.Event != nil {
+				opts.Event(e)
+			}
+			if e.Kind == watch.Overflow {
+				for _, r := range opts.Roots {
+					if r.Path == e.Root || e.Root == "" {
+						select {
+						case rescans <- r:
+						default: // one is already queued for it
+						}
+					}
+				}
+			}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for r := range rescans {
+			if err := rescan(gctx, v, stream, r, opts); err != nil {
+				if gctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("rescan %s after an overflow: %w", r.Path, err)
+			}
+		}
+		return nil
+	})
+	err := g.Wait()
+	stopStream()
+	if serr := <-streamDone; serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// datasetOf is the dataset of the root holding path.
+func datasetOf(roots []Root, root string) string {
+	for _, r := range roots {
+		if r.Path == root {
+			return r.Dataset
+		}
+	}
+	return ""
+}
+
+// Entry is e as a ledger entry. Ledger entries are JSON, which holds only
+// UTF-8: a path that is not valid UTF-8 is written with its invalid bytes
+// as \xNN escapes, and its exact bytes go in detail "path_b64" (and
+// "old_path_b64"), so nothing is lost.
+func Entry(e watch.Event, dataset string) ledger.Entry {
+	detail := map[string]string{}
+	for k, val := range e.Detail {
+		detail[k] = val
+	}
+	path := textPath(e.Path, "path", detail)
+	le := ledger.Entry{
+		Time: e.Time, Kind: "file." + string(e.Kind), Dataset: dataset, Path: path, Outcome: "ok",
+		Actor: ledger.Actor{UID: e.Principal.UID, User: e.Principal.User, PID: e.Principal.PID, Exe: textPath(e.Principal.Exe, "exe", detail)},
+	}
+	if e.OldPath != "" {
+		detail["old_path"] = textPath(e.OldPath, "old_path", detail)
+	}
+	if e.Count > 1 {
+		detail["count"] = strconv.Itoa(e.Count)
+	}
+	if e.Dir {
+		detail["dir"] = "1"
+	}
+	if len(detail) > 0 {
+		le.Detail = detail
+	}
+	return le
+}
+
+// textPath is p for a JSON document: p itself when it is UTF-8, else p
+// with each invalid byte as \xNN and its exact bytes, base64, in
+// detail[field+"_b64"].
+func textPath(p, field string, detail map[string]string) string {
+	if utf8.ValidString(p) {
+		return p
+	}
+	detail[field+"_b64"] = base64.StdEncoding.EncodeToString([]byte(p))
+	var b strings.Builder
+	for i := 0; i < len(p); {
+		r, n := utf8.DecodeRuneInString(p[i:])
+		if r == utf8.RuneError && n == 1 {
+			fmt.Fprintf(&b, "\\x%02x", p[i])
+		} else {
+			b.WriteString(p[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+func record(ctx context.Context, s *audit.Stream, roots []Root, e watch.Event) error {
+	return s.Add(ctx, Entry(e, datasetOf(roots, e.Root)))
+}
+
+// rescan snapshots r and records every difference from its last version.
+func rescan(ctx context.Context, v *vault.Vault, s *audit.Stream, r Root, opts WatchOptions) error {
+	parent, err := v.ResolveVersion(ctx, "latest", r.Dataset)
+	if err != nil && !errors.Is(err, vault.ErrVersionNotFound) {
+		return err
+	}
+	var aopts snapshot.ArchiveOptions
+	if parent != nil {
+		aopts.Parent = parent.Tree
+	}
+	res, err := snapshot.Archive(ctx, v, r.Path, aopts)
+	if err != nil {
+		return err
+	}
+	if err := v.Flush(ctx); err != nil {
+		return err
+	}
+	ver := &vault.Version{
+		Dataset: r.Dataset, Tree: res.Tree, Time: time.Now().UTC(), Message: "rescan after the watch lost events", Source: r.Path,
+		Files: res.Files, Dirs: res.Dirs, Bytes: res.Bytes, NewBytes: res.NewBytes, Stored: res.StoredBytes, UID: uint32(os.Getuid()),
+	}
+	ver.Host, _ = os.Hostname()
+	if u, err := user.Current(); err == nil {
+		ver.User = u.Username
+	}
+	if parent != nil {
+		ver.Parent = &parent.ID
+	}
+	id, err := v.SaveVersion(ctx, ver)
+	if err != nil {
+		return err
+	}
+	if parent == nil {
+		opts.Logger.Info("no earlier version to compare with: the rescan snapshot is the baseline", "root", r.Path, "version", id.Short())
+		return nil
+	}
+	d, err := snapshot.Diff(ctx, v, parent.Tree, res.Tree)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	for _, cs := range [][]snapshot.Change{d.Removed, d.Added, d.Modified} {
+		for _, c := range cs {
+			kind := c.Kind
+			e := watch.Event{Time: now, Kind: watch.Rescan, Path: filepath.Join(r.Path, filepath.FromSlash(c.Path)), Root: r.Path,
+				Detail: map[string]string{"change": kind, "version": id.String(), "principal": "unknown"}}
+			if err := record(ctx, s, []Root{r}, e); err != nil {
+				return err
+			}
+			if opts.Event != nil {
+				opts.Event(e)
+			}
+		}
+	}
+	return nil
+}
