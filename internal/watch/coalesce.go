@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -12,6 +13,11 @@ import (
 // Delete, Overflow and Rescan are never merged with others and keep their
 // order relative to events for the same path (flush pending events for
 // that path first).
+//
+// Modify and CloseWrite events for a path with a pending Create from the
+// same principal are folded into that Create: its Detail counts them
+// ("modify": "3", "close-write": "1"), so nothing is lost and a new file
+// costs one event.
 //
 // The window of a key starts with its first event; the merged event
 // carries that first event's Time and Detail. An incoming Count of 0
@@ -153,6 +159,23 @@ func (c *coalescer) add(e Event, now time.Time) error {
 	if p := c.byKey[k]; p != nil {
 		p.ev.Count += coalesceCount(e)
 		return nil
+	}
+	// Writes to a file the same process just created are part of its
+	// creation: folded into the pending Create as detail counts, they cost
+	// one ledger entry per new file instead of three.
+	if e.Kind == Modify || e.Kind == CloseWrite {
+		ck := k
+		ck.kind = Create
+		if p := c.byKey[ck]; p != nil {
+			d := make(map[string]string, len(p.ev.Detail)+1)
+			for key, v := range p.ev.Detail {
+				d[key] = v
+			}
+			n, _ := strconv.Atoi(d[string(e.Kind)])
+			d[string(e.Kind)] = strconv.Itoa(n + coalesceCount(e))
+			p.ev.Detail = d
+			return nil
+		}
 	}
 	for len(c.byKey) >= c.max {
 		if err := c.flush(c.front()); err != nil {
