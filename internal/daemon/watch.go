@@ -145,7 +145,7 @@ func datasetOf(roots []Root, root string) string {
 func Entry(e watch.Event, dataset string) ledger.Entry {
 	detail := map[string]string{}
 	for k, val := range e.Detail {
-		detail[k] = val
+		detail[k] = textPath(val, k, detail) // "moved_to" is a path too
 	}
 	path := textPath(e.Path, "path", detail)
 	le := ledger.Entry{

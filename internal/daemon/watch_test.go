@@ -33,6 +33,10 @@ func TestEntryKeepsEveryByteOfAPath(t *testing.T) {
 	if err != nil || back.Path != e.Path || back.Detail["path_b64"] != e.Detail["path_b64"] {
 		t.Fatalf("round trip: %+v %v", back, err)
 	}
+	moved := Entry(watch.Event{Time: time.Unix(1, 0), Kind: watch.Delete, Path: "/d/x", Detail: map[string]string{"moved_to": "/elsewhere/\xff"}}, "d")
+	if moved.Detail["moved_to"] != "/elsewhere/\\xff" || moved.Detail["moved_to_b64"] != base64.StdEncoding.EncodeToString([]byte("/elsewhere/\xff")) {
+		t.Fatalf("moved_to: %v", moved.Detail)
+	}
 	plain := Entry(watch.Event{Time: time.Unix(1, 0), Kind: watch.Create, Path: "/d/ok.txt"}, "d")
 	if plain.Path != "/d/ok.txt" || plain.Detail != nil {
 		t.Fatalf("plain entry: %+v", plain)
