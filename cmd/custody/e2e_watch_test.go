@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func (e *env) watchWhile(dir string, flags []string, fn func()) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := e.command(ctx, nil, append(append([]string{"--json", "watch"}, flags...), dir)...)
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr lockedBuffer // read while the command writes
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -88,6 +89,24 @@ func (e *env) watchWhile(dir string, flags []string, fn func()) result {
 		e.t.Fatalf("watch: %v\n%s", err, r)
 	}
 	return r
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while a command writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (e *env) fileEntries(dir string) []watchedEntry {
