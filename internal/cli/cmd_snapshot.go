@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -16,7 +14,6 @@ import (
 	"github.com/custodyhq/custody/internal/ledger"
 
 	"github.com/custodyhq/custody/internal/snapshot"
-	"github.com/custodyhq/custody/internal/vault"
 )
 
 var datasetName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -76,46 +73,17 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 			defer func() { err = g.audited(ctx, v, &entry, err) }()
 
 			start := time.Now()
-			parent, err := v.ResolveVersion(ctx, "latest", dataset)
-			if err != nil && !errors.Is(err, vault.ErrVersionNotFound) {
-				return err
-			}
 			opts := snapshot.ArchiveOptions{IgnoreInode: ignoreInode}
-			if parent != nil {
-				opts.Parent = parent.Tree
-			}
 			bar := newProgress(g.stderr, -1, "snapshot")
 			opts.Progress = func(p snapshot.ArchiveProgress) { bar.set(p.Bytes, p.Files) }
 			opts.Warn = func(path string, err error) { g.log.Warn("snapshot", "path", displayPath(path), "err", err) }
-			res, err := snapshot.Archive(ctx, v, src, opts)
+			taken, err := snapshot.Take(ctx, v, dataset, stage, message, src, opts)
 			bar.done()
 			if err != nil {
-				return fmt.Errorf("snapshot %s: %w", src, err)
+				return err
 			}
-			if err := v.Flush(ctx); err != nil {
-				return fmt.Errorf("snapshot %s: %w", src, err)
-			}
-			ver := &vault.Version{
-				Dataset: dataset, Stage: stage, Tree: res.Tree, Time: time.Now().UTC(), Message: message, Source: src,
-				Files: res.Files, Dirs: res.Dirs, Bytes: res.Bytes, NewBytes: res.NewBytes, Stored: res.StoredBytes,
-				UID: uint32(os.Getuid()), Changed: res.ChangedWhileRead,
-			}
-			ver.Host, _ = os.Hostname()
-			if u, err := user.Current(); err == nil {
-				ver.User = u.Username
-			}
-			for _, s := range res.Skipped {
-				ver.Skipped = append(ver.Skipped, s.Path)
-			}
-			if parent != nil {
-				ver.Parent = &parent.ID
-			}
-			id, err := v.SaveVersion(ctx, ver)
-			if err != nil {
-				return fmt.Errorf("snapshot %s: %w", src, err)
-			}
+			ver, parent, res, id := taken.Version, taken.Parent, taken.Result, taken.Version.ID
 			entry.Version = id.String()
-			ver.ID = id
 			g.indexVersion(ver)
 			secs := time.Since(start).Seconds()
 			if g.json {

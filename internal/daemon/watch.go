@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -194,36 +192,11 @@ func record(ctx context.Context, s *audit.Stream, roots []Root, e watch.Event) e
 
 // rescan snapshots r and records every difference from its last version.
 func rescan(ctx context.Context, v *vault.Vault, s *audit.Stream, r Root, opts WatchOptions) error {
-	parent, err := v.ResolveVersion(ctx, "latest", r.Dataset)
-	if err != nil && !errors.Is(err, vault.ErrVersionNotFound) {
-		return err
-	}
-	var aopts snapshot.ArchiveOptions
-	if parent != nil {
-		aopts.Parent = parent.Tree
-	}
-	res, err := snapshot.Archive(ctx, v, r.Path, aopts)
+	taken, err := snapshot.Take(ctx, v, r.Dataset, "", "rescan after the watch lost events", r.Path, snapshot.ArchiveOptions{})
 	if err != nil {
 		return err
 	}
-	if err := v.Flush(ctx); err != nil {
-		return err
-	}
-	ver := &vault.Version{
-		Dataset: r.Dataset, Tree: res.Tree, Time: time.Now().UTC(), Message: "rescan after the watch lost events", Source: r.Path,
-		Files: res.Files, Dirs: res.Dirs, Bytes: res.Bytes, NewBytes: res.NewBytes, Stored: res.StoredBytes, UID: uint32(os.Getuid()),
-	}
-	ver.Host, _ = os.Hostname()
-	if u, err := user.Current(); err == nil {
-		ver.User = u.Username
-	}
-	if parent != nil {
-		ver.Parent = &parent.ID
-	}
-	id, err := v.SaveVersion(ctx, ver)
-	if err != nil {
-		return err
-	}
+	parent, res, id := taken.Parent, taken.Result, taken.Version.ID
 	if parent == nil {
 		opts.Logger.Info("no earlier version to compare with: the rescan snapshot is the baseline", "root", r.Path, "version", id.Short())
 		return nil
