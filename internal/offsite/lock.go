@@ -29,51 +29,12 @@ type LockRequest struct {
 // marker.
 func VersionObjects(ctx context.Context, v *vault.Vault, ver *vault.Version) ([]backend.Handle, error) {
 	packs := map[vault.ID]bool{}
-	seen := map[vault.ID]bool{}
-	addBlob := func(id vault.ID) error {
+	err := snapshot.WalkBlobs(ctx, v, ver.Tree, map[vault.ID]bool{}, func(id vault.ID) error {
 		p, err := v.PackOf(id)
-		if err != nil {
-			return err
-		}
 		packs[p] = true
-		return nil
-	}
-	var walk func(tree vault.ID) error
-	walk = func(tree vault.ID) error {
-		if seen[tree] {
-			return nil
-		}
-		seen[tree] = true
-		if err := addBlob(tree); err != nil {
-			return err
-		}
-		raw, err := v.LoadBlob(ctx, tree)
-		if err != nil {
-			return err
-		}
-		t, err := snapshot.DecodeTree(raw)
-		if err != nil {
-			return fmt.Errorf("tree %s: %w", tree.Short(), err)
-		}
-		for i := range t.Nodes {
-			n := &t.Nodes[i]
-			for _, c := range n.Content {
-				if !seen[c] {
-					seen[c] = true
-					if err := addBlob(c); err != nil {
-						return err
-					}
-				}
-			}
-			if n.Subtree != nil {
-				if err := walk(*n.Subtree); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := walk(ver.Tree); err != nil {
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("version %s: %w", ver.ID.Short(), err)
 	}
 	hs := []backend.Handle{{Kind: backend.Marker}, {Kind: backend.Config}, {Kind: backend.Versions, Name: ver.ID.String()}}
@@ -111,8 +72,8 @@ func Lock(ctx context.Context, t *Target, v *vault.Vault, db *catalog.DB, ver *v
 	if err != nil {
 		return 0, fmt.Errorf("lock: %w", err)
 	}
-	known := map[string]catalog.OffsiteObject{}
-	if err := db.OffsiteObjects(ctx, t.Rec.Name, func(o catalog.OffsiteObject) error { known[o.Key] = o; return nil }); err != nil {
+	known, err := t.records(ctx, db)
+	if err != nil {
 		return 0, err
 	}
 	var missing int

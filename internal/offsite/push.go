@@ -68,8 +68,8 @@ func Push(ctx context.Context, t *Target, local backend.Backend, db *catalog.DB,
 	if err := t.CheckBucket(ctx); err != nil {
 		return st, err
 	}
-	known := map[string]catalog.OffsiteObject{}
-	if err := db.OffsiteObjects(ctx, t.Rec.Name, func(o catalog.OffsiteObject) error { known[o.Key] = o; return nil }); err != nil {
+	known, err := t.records(ctx, db)
+	if err != nil {
 		return st, err
 	}
 	var todo [][]backend.Info // by pushOrder
@@ -140,6 +140,13 @@ func Push(ctx context.Context, t *Target, local backend.Backend, db *catalog.DB,
 		return st, err
 	}
 	return st, rec.flush(ctx)
+}
+
+// records is what the catalog says the offsite holds, by handle string.
+func (t *Target) records(ctx context.Context, db *catalog.DB) (map[string]catalog.OffsiteObject, error) {
+	known := map[string]catalog.OffsiteObject{}
+	err := db.OffsiteObjects(ctx, t.Rec.Name, func(o catalog.OffsiteObject) error { known[o.Key] = o; return nil })
+	return known, err
 }
 
 // CheckBucket refuses a bucket that would not keep pushed objects safe:

@@ -107,35 +107,8 @@ func usedBlobs(ctx context.Context, v *vault.Vault) (map[vault.ID]bool, int, err
 		return nil, 0, fmt.Errorf("prune: %w (run 'custody check'; prune refuses to run on a damaged vault)", err)
 	}
 	used := map[vault.ID]bool{}
-	var walk func(tree vault.ID) error
-	walk = func(tree vault.ID) error {
-		if used[tree] {
-			return nil
-		}
-		raw, err := v.LoadBlob(ctx, tree)
-		if err != nil {
-			return err
-		}
-		t, err := snapshot.DecodeTree(raw)
-		if err != nil {
-			return fmt.Errorf("tree %s: %w", tree.Short(), err)
-		}
-		used[tree] = true
-		for i := range t.Nodes {
-			n := &t.Nodes[i]
-			for _, c := range n.Content {
-				used[c] = true
-			}
-			if n.Subtree != nil {
-				if err := walk(*n.Subtree); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
 	for _, ver := range versions {
-		if err := walk(ver.Tree); err != nil {
+		if err := snapshot.WalkBlobs(ctx, v, ver.Tree, used, nil); err != nil {
 			return nil, 0, fmt.Errorf("prune: version %s: %w (run 'custody check'; prune refuses to run on a damaged vault)", ver.ID.Short(), err)
 		}
 	}

@@ -134,3 +134,44 @@ func walkTree(ctx context.Context, blobs Blobs, id vault.ID, dir string, fn func
 	}
 	return nil
 }
+
+// WalkBlobs calls fn once for every blob the tree references: each tree
+// blob (before its entries) and each file's content blobs. seen holds the
+// blobs already visited and is filled as it goes; share it across calls
+// (one per version) and subtrees common to them are loaded once. fn may
+// be nil.
+func WalkBlobs(ctx context.Context, blobs Blobs, tree vault.ID, seen map[vault.ID]bool, fn func(vault.ID) error) error {
+	if seen[tree] {
+		return nil
+	}
+	t, err := loadTree(ctx, blobs, tree)
+	if err != nil {
+		return err
+	}
+	seen[tree] = true
+	if fn != nil {
+		if err := fn(tree); err != nil {
+			return err
+		}
+	}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		for _, c := range n.Content {
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			if fn != nil {
+				if err := fn(c); err != nil {
+					return err
+				}
+			}
+		}
+		if n.Subtree != nil {
+			if err := WalkBlobs(ctx, blobs, *n.Subtree, seen, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/custodyhq/custody/internal/backend/mem"
 	"github.com/custodyhq/custody/internal/snapshot"
@@ -55,25 +54,9 @@ func WriteFiles(t testing.TB, dir string, files map[string][]byte) {
 // Snapshot archives dir as a new version of dataset, the way the CLI does.
 func Snapshot(t testing.TB, v *vault.Vault, dataset, dir string) *vault.Version {
 	t.Helper()
-	ctx := context.Background()
-	var opts snapshot.ArchiveOptions
-	parent, err := v.ResolveVersion(ctx, "latest", dataset)
-	if err == nil {
-		opts.Parent = parent.Tree
-	}
-	res, err := snapshot.Archive(ctx, v, dir, opts)
+	taken, err := snapshot.Take(context.Background(), v, dataset, "", "", dir, snapshot.ArchiveOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ver := &vault.Version{Dataset: dataset, Tree: res.Tree, Time: time.Now().UTC(), Files: res.Files, Bytes: res.Bytes}
-	if parent != nil {
-		ver.Parent = &parent.ID
-	}
-	if _, err := v.SaveVersion(ctx, ver); err != nil {
-		t.Fatal(err)
-	}
-	return ver
+	return taken.Version
 }
