@@ -55,7 +55,7 @@ var ErrStreamClosed = errors.New("audit stream is closed")
 type Stream struct {
 	r    *Recorder
 	opts StreamOptions
-	in   chan []byte
+	in   chan queued
 
 	// Shutdown: stopping wakes blocked Adds; closed, set under mu once
 	// no Add is sending, refuses new ones; then Run drains in.
@@ -68,10 +68,16 @@ type Stream struct {
 	Appended, Checkpoints int64
 }
 
+// queued is an entry waiting for the appender, with its leaf.
+type queued struct {
+	rec []byte
+	e   *ledger.Entry
+}
+
 // Stream returns a stream appending through r.
 func (r *Recorder) Stream(opts StreamOptions) *Stream {
 	opts.defaults()
-	return &Stream{r: r, opts: opts, in: make(chan []byte, opts.Queue), stopping: make(chan struct{})}
+	return &Stream{r: r, opts: opts, in: make(chan queued, opts.Queue), stopping: make(chan struct{})}
 }
 
 // Add queues e for appending. It blocks while the queue is full, so a
@@ -88,7 +94,7 @@ func (s *Stream) Add(ctx context.Context, e ledger.Entry) error {
 		return ErrStreamClosed
 	}
 	select {
-	case s.in <- rec:
+	case s.in <- queued{rec, &e}:
 		return nil
 	case <-s.stopping:
 		return ErrStreamClosed
@@ -103,6 +109,11 @@ func (s *Stream) Add(ctx context.Context, e ledger.Entry) error {
 // error: entries must not be dropped silently.
 func (s *Stream) Run(ctx context.Context) (err error) {
 	batch := make([][]byte, 0, s.opts.MaxBatch)
+	entries := make([]*ledger.Entry, 0, s.opts.MaxBatch)
+	take := func(q queued) {
+		batch = append(batch, q.rec)
+		entries = append(entries, q.e)
+	}
 	tick := time.NewTicker(s.opts.Checkpoint)
 	defer tick.Stop()
 	var signedSize, vaultSize int64 = -1, -1
@@ -118,12 +129,13 @@ func (s *Stream) Run(ctx context.Context) (err error) {
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 		defer cancel()
-		if _, err := s.r.log.Append(ctx, batch); err != nil {
+		if _, err := s.r.log.AppendEntries(ctx, batch, entries); err != nil {
 			return fmt.Errorf("audit stream: %w", err)
 		}
 		s.Appended += int64(len(batch))
 		clear(batch)
-		batch = batch[:0]
+		clear(entries)
+		batch, entries = batch[:0], entries[:0]
 		return nil
 	}
 	checkpoint := func(ctx context.Context, toVault bool) error {
@@ -159,7 +171,7 @@ func (s *Stream) Run(ctx context.Context) (err error) {
 			return
 		}
 		for len(s.in) > 0 {
-			batch = append(batch, <-s.in)
+			take(<-s.in)
 			if len(batch) == s.opts.MaxBatch {
 				if err = flush(ctx); err != nil {
 					return
@@ -187,14 +199,14 @@ func (s *Stream) Run(ctx context.Context) (err error) {
 			if err := checkpoint(ctx, toVault); err != nil {
 				return err
 			}
-		case rec := <-s.in:
-			batch = append(batch, rec)
+		case q := <-s.in:
+			take(q)
 			// Take what else is waiting, up to a batch, without waiting.
 		more:
 			for len(batch) < s.opts.MaxBatch {
 				select {
-				case rec := <-s.in:
-					batch = append(batch, rec)
+				case q := <-s.in:
+					take(q)
 				default:
 					break more
 				}

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/custodyhq/custody/internal/vault"
 )
 
 // Dataset is one protected dataset as the catalog knows it.
@@ -30,6 +32,18 @@ type Version struct {
 	Host                                      string
 	Time                                      time.Time
 	Files, Bytes, Stored                      uint64
+}
+
+// VersionOf is v's catalog row.
+func VersionOf(v *vault.Version) Version {
+	c := Version{
+		ID: v.ID.String(), Dataset: v.Dataset, Stage: v.Stage, Message: v.Message, User: v.User, UID: v.UID, Host: v.Host,
+		Time: v.Time, Files: v.Files, Bytes: v.Bytes, Stored: v.Stored,
+	}
+	if v.Parent != nil {
+		c.Parent = v.Parent.String()
+	}
+	return c
 }
 
 // Ref is a named pointer (branch or tag) to a version. Gen counts its

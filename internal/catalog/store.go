@@ -129,7 +129,13 @@ const insertCols = 8
 // Append implements ledger.Store in one transaction: the head row moves
 // from size to size+len(records) only if it still says size.
 func (db *DB) Append(ctx context.Context, size int64, records [][]byte, hashes [][]tlog.Hash) error {
-	if len(records) != len(hashes) {
+	return db.AppendEntries(ctx, size, records, nil, hashes)
+}
+
+// AppendEntries implements ledger.EntryStore: Append, taking the search
+// columns from entries (nil: parse the records) instead of parsing them.
+func (db *DB) AppendEntries(ctx context.Context, size int64, records [][]byte, entries []*ledger.Entry, hashes [][]tlog.Hash) error {
+	if len(records) != len(hashes) || entries != nil && len(entries) != len(records) {
 		return fmt.Errorf("catalog: append: %d records with %d hash sets", len(records), len(hashes))
 	}
 	if len(records) == 0 {
@@ -137,7 +143,13 @@ func (db *DB) Append(ctx context.Context, size int64, records [][]byte, hashes [
 	}
 	// Parse the records for the search columns before taking the lock.
 	rows := make([][]any, len(records))
-	parallel(len(records), func(i int) { rows[i] = rowArgs(size+int64(i), records[i], hashes[i]) })
+	if entries != nil {
+		for i := range records {
+			rows[i] = entryArgs(size+int64(i), records[i], entries[i], hashes[i])
+		}
+	} else {
+		parallel(len(records), func(i int) { rows[i] = rowArgs(size+int64(i), records[i], hashes[i]) })
+	}
 	if db.driver == Postgres {
 		return db.appendPostgres(ctx, size, rows)
 	}
@@ -294,6 +306,19 @@ type searchColumns struct {
 // parse is stored all the same, with empty columns. Verification, not
 // this, judges records.
 func rowArgs(idx int64, rec []byte, hs []tlog.Hash) []any {
+	var c searchColumns
+	if json.Unmarshal(rec, &c) != nil {
+		c = searchColumns{}
+	}
+	return columnArgs(idx, rec, hs, c.Time, c.Kind, c.Dataset, c.Path, c.Actor.User)
+}
+
+// entryArgs takes the search columns from e, which rec encodes.
+func entryArgs(idx int64, rec []byte, e *ledger.Entry, hs []tlog.Hash) []any {
+	return columnArgs(idx, rec, hs, e.Time, e.Kind, e.Dataset, e.Path, e.Actor.User)
+}
+
+func columnArgs(idx int64, rec []byte, hs []tlog.Hash, tm time.Time, kind, dataset, path, user string) []any {
 	flat := make([]byte, 0, len(hs)*tlog.HashSize)
 	for _, h := range hs {
 		flat = append(flat, h[:]...)
@@ -301,15 +326,11 @@ func rowArgs(idx int64, rec []byte, hs []tlog.Hash) []any {
 	if rec == nil {
 		rec = []byte{}
 	}
-	var c searchColumns
-	if json.Unmarshal(rec, &c) != nil {
-		c = searchColumns{}
-	}
 	var t int64
-	if !c.Time.IsZero() {
-		t = c.Time.UnixNano()
+	if !tm.IsZero() {
+		t = tm.UnixNano()
 	}
-	return []any{idx, rec, flat, t, c.Kind, c.Dataset, c.Path, c.Actor.User}
+	return []any{idx, rec, flat, t, kind, dataset, path, user}
 }
 
 // recordsPage is how many records Records reads per query.

@@ -95,7 +95,9 @@ func (g *globals) audited(ctx context.Context, v *vault.Vault, e *ledger.Entry, 
 
 // indexVersion queues a version for the catalog's index, written with the
 // command's audit entry.
-func (g *globals) indexVersion(v *vault.Version) { g.indexPut = append(g.indexPut, catalogVersion(v)) }
+func (g *globals) indexVersion(v *vault.Version) {
+	g.indexPut = append(g.indexPut, catalog.VersionOf(v))
+}
 
 // unindexVersion queues a forgotten version's removal from the index.
 func (g *globals) unindexVersion(id vault.ID) { g.indexDel = append(g.indexDel, id.String()) }
@@ -118,17 +120,6 @@ func (g *globals) updateIndex(ctx context.Context, db *catalog.DB, e *ledger.Ent
 	if err := errors.Join(errs...); err != nil {
 		g.log.Warn("catalog index not updated; run `custody catalog sync`", "err", err)
 	}
-}
-
-func catalogVersion(v *vault.Version) catalog.Version {
-	c := catalog.Version{
-		ID: v.ID.String(), Dataset: v.Dataset, Stage: v.Stage, Message: v.Message, User: v.User, UID: v.UID, Host: v.Host,
-		Time: v.Time, Files: v.Files, Bytes: v.Bytes, Stored: v.Stored,
-	}
-	if v.Parent != nil {
-		c.Parent = v.Parent.String()
-	}
-	return c
 }
 
 // checkGate refuses a destructive step while the zero-trust gate is closed

@@ -36,7 +36,7 @@ func newCatalogSyncCmd(g *globals) *cobra.Command {
 				}
 				all := make([]catalog.Version, len(vers))
 				for i, ver := range vers {
-					all[i] = catalogVersion(ver)
+					all[i] = catalog.VersionOf(ver)
 				}
 				added, removed, err := db.SyncVersions(ctx, all)
 				if err != nil {

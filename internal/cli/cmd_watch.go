@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -53,25 +54,27 @@ func newWatchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			return g.withAudit(ctx, func(v *vault.Vault, rec *audit.Recorder, _ *catalog.DB) error {
+			return g.withAudit(ctx, func(v *vault.Vault, rec *audit.Recorder, db *catalog.DB) error {
 				fmt.Fprintf(g.stderr, "watching %d trees with %s; Ctrl-C stops\n", len(roots), src.Name())
 				if !src.Attributes() {
 					fmt.Fprintln(g.stderr, "note: inotify cannot tell who made a change: events carry no user or process (run as root for fanotify)")
 				}
-				var mu sync.Mutex
-				enc := json.NewEncoder(g.stdout)
+				out := newDelayedWriter(g.stdout, 50*time.Millisecond)
+				enc := json.NewEncoder(out)
 				enc.SetEscapeHTML(false)
-				err := daemon.Watch(ctx, v, rec, daemon.WatchOptions{Roots: roots, Source: src, Logger: g.log, Event: func(e watch.Event) {
-					mu.Lock()
-					defer mu.Unlock()
+				err := daemon.Watch(ctx, v, rec, daemon.WatchOptions{Roots: roots, Source: src, Logger: g.log, Index: db, Event: func(e watch.Event) {
 					if g.json {
 						enc.Encode(e)
 						return
 					}
-					fmt.Fprintln(g.stdout, eventLine(e))
+					io.WriteString(out, eventLine(e)+"\n")
 				}})
+				cerr := out.Close()
 				if errors.Is(err, ctx.Err()) {
-					return nil
+					err = nil
+				}
+				if err == nil && cerr != nil {
+					err = fmt.Errorf("watch: writing events: %w", cerr)
 				}
 				return err
 			})

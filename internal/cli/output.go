@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"io"
 	"strconv"
+	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -48,4 +51,55 @@ func newJSONPath(p string) jsonPath {
 		jp.PathRaw = base64.StdEncoding.EncodeToString([]byte(p))
 	}
 	return jp
+}
+
+// delayedWriter buffers what is written and flushes it at most delay
+// later, so a flood of event lines costs a few write calls rather than one
+// each, while a quiet stream still shows each line promptly. It is safe
+// for concurrent use; Close flushes what is left.
+type delayedWriter struct {
+	mu    sync.Mutex
+	w     *bufio.Writer
+	delay time.Duration
+	timer *time.Timer
+	err   error
+}
+
+func newDelayedWriter(w io.Writer, delay time.Duration) *delayedWriter {
+	return &delayedWriter{w: bufio.NewWriterSize(w, 64<<10), delay: delay}
+}
+
+func (d *delayedWriter) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		return 0, d.err
+	}
+	if d.w.Buffered() == 0 {
+		if d.timer == nil {
+			d.timer = time.AfterFunc(d.delay, d.flush)
+		} else {
+			d.timer.Reset(d.delay)
+		}
+	}
+	return d.w.Write(p)
+}
+
+func (d *delayedWriter) flush() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.w.Flush(); err != nil && d.err == nil {
+		d.err = err
+	}
+}
+
+// Close stops the timer and flushes.
+func (d *delayedWriter) Close() error {
+	d.mu.Lock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.mu.Unlock()
+	d.flush()
+	return d.err
 }

@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/custodyhq/custody/internal/audit"
+	"github.com/custodyhq/custody/internal/catalog"
 	"github.com/custodyhq/custody/internal/ledger"
 	"github.com/custodyhq/custody/internal/snapshot"
 	"github.com/custodyhq/custody/internal/vault"
@@ -36,10 +38,15 @@ type WatchOptions struct {
 	Source watch.Source
 	// Window is how long bursts are coalesced (default 100 ms).
 	Window time.Duration
-	// Event, if set, sees every event after coalescing, in order (the
-	// command prints them; the guard will subscribe here).
+	// Event, if set, sees every event after coalescing, in order, one
+	// call at a time (the command prints them; the guard will subscribe
+	// here).
 	Event  func(watch.Event)
 	Logger *slog.Logger
+	// Index, if set, is the catalog that indexes the versions rescans
+	// save, as `custody snapshot` indexes its own (the recorder's catalog
+	// is not reachable through it).
+	Index VersionIndex
 }
 
 // Watch runs the source until ctx is done: events are coalesced, appended
@@ -55,10 +62,31 @@ func Watch(ctx context.Context, v *vault.Vault, rec *audit.Recorder, opts WatchO
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if event := opts.Event; event != nil {
+		var mu sync.Mutex // the recorder and rescans both report
+		opts.Event = func(e watch.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			event(e)
+		}
+	}
 	stream := rec.Stream(audit.StreamOptions{})
 	raw := make(chan watch.Event, 4096)
 	merged := make(chan watch.Event, 4096)
+	// A root is queued for a rescan at most once at a time, so sends to
+	// rescans never block. It leaves the queue when its rescan starts: an
+	// overflow during the rescan queues it again.
 	rescans := make(chan Root, len(opts.Roots))
+	var queuedMu sync.Mutex
+	queued := map[string]bool{}
+	enqueue := func(r Root) {
+		queuedMu.Lock()
+		defer queuedMu.Unlock()
+		if !queued[r.Path] {
+			queued[r.Path] = true
+			rescans <- r
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	// The stream outlives the rest: it drains what they add after ctx ends.
@@ -97,10 +125,7 @@ func Watch(ctx context.Context, v *vault.Vault, rec *audit.Recorder, opts WatchO
 			if e.Kind == watch.Overflow {
 				for _, r := range opts.Roots {
 					if r.Path == e.Root || e.Root == "" {
-						select {
-						case rescans <- r:
-						default: // one is already queued for it
-						}
+						enqueue(r)
 					}
 				}
 			}
@@ -109,6 +134,9 @@ func Watch(ctx context.Context, v *vault.Vault, rec *audit.Recorder, opts WatchO
 	})
 	g.Go(func() error {
 		for r := range rescans {
+			queuedMu.Lock()
+			delete(queued, r.Path)
+			queuedMu.Unlock()
 			if err := rescan(gctx, v, stream, r, opts); err != nil {
 				if gctx.Err() != nil {
 					return nil
@@ -197,6 +225,7 @@ func rescan(ctx context.Context, v *vault.Vault, s *audit.Stream, r Root, opts W
 		return err
 	}
 	parent, res, id := taken.Parent, taken.Result, taken.Version.ID
+	indexVersion(ctx, opts, taken.Version)
 	if parent == nil {
 		opts.Logger.Info("no earlier version to compare with: the rescan snapshot is the baseline", "root", r.Path, "version", id.Short())
 		return nil
@@ -220,4 +249,21 @@ func rescan(ctx context.Context, v *vault.Vault, s *audit.Stream, r Root, opts W
 		}
 	}
 	return nil
+}
+
+// VersionIndex is what rescans need from the catalog.
+type VersionIndex interface {
+	PutVersion(ctx context.Context, v catalog.Version) error
+}
+
+// indexVersion puts a version a rescan saved in opts.Index. The index is
+// derived from the vault (`custody catalog sync` rebuilds it), so failing
+// to update it is a warning, not a failed rescan.
+func indexVersion(ctx context.Context, opts WatchOptions, ver *vault.Version) {
+	if opts.Index == nil {
+		return
+	}
+	if err := opts.Index.PutVersion(ctx, catalog.VersionOf(ver)); err != nil {
+		opts.Logger.Warn("catalog index not updated; run `custody catalog sync`", "version", ver.ID.Short(), "err", err)
+	}
 }

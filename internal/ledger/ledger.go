@@ -37,6 +37,14 @@ type Store interface {
 	Records(ctx context.Context, from int64) Records
 }
 
+// EntryStore is a Store that can take, with the records, the entries they
+// encode, so that it need not parse them again for the columns it
+// indexes. entries[i] is records[i] decoded.
+type EntryStore interface {
+	Store
+	AppendEntries(ctx context.Context, size int64, records [][]byte, entries []*Entry, hashes [][]tlog.Hash) error
+}
+
 // ErrConflict: another appender extended the log first; read the size again.
 var ErrConflict = errors.New("the log grew under this append")
 
@@ -54,6 +62,17 @@ func New(store Store) *Log { return &Log{store: store} }
 // serialised by the store's compare-and-append: on ErrConflict the batch
 // is retried on top of what the other appender wrote.
 func (l *Log) Append(ctx context.Context, records [][]byte) (int64, error) {
+	return l.AppendEntries(ctx, records, nil)
+}
+
+// AppendEntries is Append with the entries the records encode
+// (entries[i] is records[i]; nil when unknown), which an EntryStore
+// indexes without parsing the records.
+func (l *Log) AppendEntries(ctx context.Context, records [][]byte, entries []*Entry) (int64, error) {
+	if entries != nil && len(entries) != len(records) {
+		return 0, fmt.Errorf("append: %d records with %d entries", len(records), len(entries))
+	}
+	es, hasEntries := l.store.(EntryStore)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for attempt := 0; ; attempt++ {
@@ -65,7 +84,11 @@ func (l *Log) Append(ctx context.Context, records [][]byte) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("append: %w", err)
 		}
-		err = l.store.Append(ctx, size, records, hashes)
+		if hasEntries && entries != nil {
+			err = es.AppendEntries(ctx, size, records, entries, hashes)
+		} else {
+			err = l.store.Append(ctx, size, records, hashes)
+		}
 		if err == nil {
 			return size, nil
 		}

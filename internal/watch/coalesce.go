@@ -14,10 +14,11 @@ import (
 // order relative to events for the same path (flush pending events for
 // that path first).
 //
-// Modify and CloseWrite events for a path with a pending Create from the
-// same principal are folded into that Create: its Detail counts them
-// ("modify": "3", "close-write": "1"), so nothing is lost and a new file
-// costs one event.
+// Modify, CloseWrite and Attrib events for a path with a pending Create
+// from the same principal are folded into that Create: its Detail counts
+// them ("modify": "3", "close-write": "1", "attrib": "1"), so nothing is
+// lost and a new file costs one event (an archiver writes a file, closes
+// it, then sets its times and mode: three more entries otherwise).
 //
 // The window of a key starts with its first event; the merged event
 // carries that first event's Time and Detail. An incoming Count of 0
@@ -160,10 +161,11 @@ func (c *coalescer) add(e Event, now time.Time) error {
 		p.ev.Count += coalesceCount(e)
 		return nil
 	}
-	// Writes to a file the same process just created are part of its
-	// creation: folded into the pending Create as detail counts, they cost
-	// one ledger entry per new file instead of three.
-	if e.Kind == Modify || e.Kind == CloseWrite {
+	// Writes to a file the same process just created, and setting its
+	// times and mode, are part of its creation: folded into the pending
+	// Create as detail counts, they cost one ledger entry per new file
+	// instead of four.
+	if e.Kind == Modify || e.Kind == CloseWrite || e.Kind == Attrib {
 		ck := k
 		ck.kind = Create
 		if p := c.byKey[ck]; p != nil {

@@ -124,11 +124,11 @@ func TestCoalesce(t *testing.T) {
 			want: []Event{n(ev(Attrib, "/d/f", 7), 1), n(mod("/d/f", 7), 2), n(ev(Create, "/d/f", 8), 1)},
 		},
 		{
-			name: "writes by the creator fold into the create, counted",
+			name: "writes and attribute changes by the creator fold into the create, counted",
 			in: []Event{ev(Create, "/d/f", 7), mod("/d/f", 7), ev(CloseWrite, "/d/f", 7), mod("/d/f", 7),
-				mod("/d/f", 8), ev(Attrib, "/d/f", 7)},
-			want: []Event{{Kind: Create, Path: "/d/f", Principal: testActor(1000, 7), Count: 1, Detail: map[string]string{"modify": "2", "close-write": "1"}},
-				n(mod("/d/f", 8), 1), n(ev(Attrib, "/d/f", 7), 1)},
+				mod("/d/f", 8), ev(Attrib, "/d/f", 7), ev(Attrib, "/d/f", 8)},
+			want: []Event{{Kind: Create, Path: "/d/f", Principal: testActor(1000, 7), Count: 1, Detail: map[string]string{"modify": "2", "close-write": "1", "attrib": "1"}},
+				n(mod("/d/f", 8), 1), n(ev(Attrib, "/d/f", 8), 1)},
 		},
 	}
 	for _, tt := range tests {
@@ -264,7 +264,7 @@ func coalesceSegments(events []Event, paths []string) map[string][]map[string]in
 			s := seg[e.Path]
 			s[len(s)-1][fmt.Sprintf("%s %v %d %d", k.kind, k.uidKnown, k.uid, k.pid)] += coalesceCount(e)
 			// Writes folded into a Create count as the writes they were.
-			for _, folded := range []Kind{Modify, CloseWrite} {
+			for _, folded := range []Kind{Modify, CloseWrite, Attrib} {
 				if n, err := strconv.Atoi(e.Detail[string(folded)]); err == nil && e.Kind == Create {
 					s[len(s)-1][fmt.Sprintf("%s %v %d %d", folded, k.uidKnown, k.uid, k.pid)] += n
 				}
