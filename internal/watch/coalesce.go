@@ -107,6 +107,39 @@ type coalesced struct {
 	key      coalesceKey
 	deadline time.Time
 	sent     bool
+	folded   [len(foldedKinds)]int // a Create's folded events, by kind
+}
+
+// foldedKinds are the kinds a creator's events fold into its Create as.
+var foldedKinds = [...]Kind{Modify, CloseWrite, Attrib}
+
+func foldedIndex(k Kind) int {
+	for i, f := range foldedKinds {
+		if k == f {
+			return i
+		}
+	}
+	return -1
+}
+
+// event is the merged event, with its folded counts in Detail.
+func (p *coalesced) event() Event {
+	e := p.ev
+	if p.folded == [len(foldedKinds)]int{} {
+		return e
+	}
+	d := make(map[string]string, len(e.Detail)+len(foldedKinds))
+	for k, v := range e.Detail {
+		d[k] = v
+	}
+	for i, n := range p.folded {
+		if n > 0 {
+			had, _ := strconv.Atoi(d[string(foldedKinds[i])])
+			d[string(foldedKinds[i])] = strconv.Itoa(had + n)
+		}
+	}
+	e.Detail = d
+	return e
 }
 
 type coalescer struct {
@@ -165,17 +198,11 @@ func (c *coalescer) add(e Event, now time.Time) error {
 	// times and mode, are part of its creation: folded into the pending
 	// Create as detail counts, they cost one ledger entry per new file
 	// instead of four.
-	if e.Kind == Modify || e.Kind == CloseWrite || e.Kind == Attrib {
+	if f := foldedIndex(e.Kind); f >= 0 {
 		ck := k
 		ck.kind = Create
 		if p := c.byKey[ck]; p != nil {
-			d := make(map[string]string, len(p.ev.Detail)+1)
-			for key, v := range p.ev.Detail {
-				d[key] = v
-			}
-			n, _ := strconv.Atoi(d[string(e.Kind)])
-			d[string(e.Kind)] = strconv.Itoa(n + coalesceCount(e))
-			p.ev.Detail = d
+			p.folded[f] += coalesceCount(e)
 			return nil
 		}
 	}
@@ -208,7 +235,7 @@ func (c *coalescer) flush(p *coalesced) error {
 	} else {
 		c.byPath[p.key.path] = list
 	}
-	return c.send(p.ev)
+	return c.send(p.event())
 }
 
 func (c *coalescer) flushPath(path string) error {
