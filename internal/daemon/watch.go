@@ -43,6 +43,15 @@ type WatchOptions struct {
 	// here).
 	Event  func(watch.Event)
 	Logger *slog.Logger
+	// Observe, if set, sees every event as the source reports it, before
+	// coalescing, in order, from one goroutine (the guard: it wants each
+	// write at once, not a window later). It may block; the source then
+	// waits. An error stops the watch.
+	Observe func(context.Context, watch.Event) error
+	// Stream, if set, is the audit stream entries go to: its owner runs
+	// it and stops it after Watch returns (the guard records its actions
+	// there too). nil: Watch runs one of its own.
+	Stream *audit.Stream
 	// Index, if set, is the catalog that indexes the versions rescans
 	// save, as `custody snapshot` indexes its own (the recorder's catalog
 	// is not reachable through it).
@@ -70,7 +79,6 @@ func Watch(ctx context.Context, v *vault.Vault, rec *audit.Recorder, opts WatchO
 			event(e)
 		}
 	}
-	stream := rec.Stream(audit.StreamOptions{})
 	raw := make(chan watch.Event, 4096)
 	merged := make(chan watch.Event, 4096)
 	// A root is queued for a rescan at most once at a time, so sends to
@@ -89,10 +97,17 @@ func Watch(ctx context.Context, v *vault.Vault, rec *audit.Recorder, opts WatchO
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	// The stream outlives the rest: it drains what they add after ctx ends.
-	streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
-	streamDone := make(chan error, 1)
-	go func() { streamDone <- stream.Run(streamCtx) }()
+	stream := opts.Stream
+	stopStream, streamDone := func() {}, make(chan error, 1)
+	if stream == nil {
+		// The stream outlives the rest: it drains what they add after ctx ends.
+		stream = rec.Stream(audit.StreamOptions{})
+		var streamCtx context.Context
+		streamCtx, stopStream = context.WithCancel(context.WithoutCancel(ctx))
+		go func() { streamDone <- stream.Run(streamCtx) }()
+	} else {
+		streamDone <- nil
+	}
 
 	g.Go(func() error {
 		defer close(raw)
@@ -105,9 +120,28 @@ func Watch(ctx context.Context, v *vault.Vault, rec *audit.Recorder, opts WatchO
 	// Coalescing and recording run until the source has stopped and
 	// everything it sent is in the ledger: a shutdown loses no event.
 	drain := context.WithoutCancel(gctx)
+	toCoalesce := raw
+	if opts.Observe != nil {
+		teed := make(chan watch.Event, 4096)
+		toCoalesce = teed
+		g.Go(func() error {
+			defer close(teed)
+			defer func() {
+				for range raw { // after a failure, let the source finish
+				}
+			}()
+			for e := range raw {
+				if err := opts.Observe(drain, e); err != nil {
+					return err
+				}
+				teed <- e
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		defer close(merged)
-		return watch.Coalesce(drain, raw, merged, opts.Window, 65536)
+		return watch.Coalesce(drain, toCoalesce, merged, opts.Window, 65536)
 	})
 	g.Go(func() error {
 		defer close(rescans)
