@@ -33,6 +33,12 @@ func (u usageError) Unwrap() error { return u.err }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
+// exitCode is an error that is only an exit code: the command has
+// already told the user why.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit %d", int(c)) }
+
 // globals are the flags every command shares.
 type globals struct {
 	vault        string
@@ -64,6 +70,10 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	g.closeCatalog()
 	if err == nil {
 		return ExitOK
+	}
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code) // the command said why itself
 	}
 	msg := err.Error()
 	fmt.Fprintf(stderr, "custody: %s\n", strings.ReplaceAll(msg, "\n", " "))
@@ -133,6 +143,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(
 		newInitCmd(g), newSnapshotCmd(g), newLogCmd(g), newLsCmd(g), newDiffCmd(g),
 		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g), newCatalogCmd(g), newGateCmd(g), newOffsiteCmd(g), newLockCmd(g), newWatchCmd(g), newReportCmd(g),
+		newGuardCmd(g), newIncidentsCmd(g), newLockoutsCmd(g), newDrillWorkerCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,209 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type incidentRow struct {
+	ID         int64
+	State      string
+	Severity   string
+	UID        *uint32
+	Datasets   []string
+	FirstEvent time.Time
+	Recovery   map[string]string
+	Actions    []struct{ Action, Outcome string }
+}
+
+// guardWhile runs `custody guard dir` while fn runs, then stops it.
+func (e *env) guardWhile(dir string, flags []string, fn func()) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := e.command(ctx, nil, append(append([]string{"guard"}, flags...), dir)...)
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(stderr.String(), "guarding") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			e.t.Fatalf("guard did not start:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fn()
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	r := result{args: []string{"guard", dir}, stdout: stdout.String(), stderr: stderr.String()}
+	if err != nil {
+		e.t.Fatalf("guard: %v\n%s", err, r)
+	}
+	return r
+}
+
+// drillAsNobody runs a drill worker as uid 65534 and returns its exit code.
+func drillAsNobody(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command("setpriv", append([]string{"--reuid", "65534", "--regid", "65534", "--clear-groups", custodyBin, "drill-worker"}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.Exited()) {
+		t.Fatalf("drill-worker: %v\n%s", err, out.String())
+	}
+	return cmd.ProcessState.ExitCode(), out.String()
+}
+
+// openAsNobody reports whether uid 65534 can read path.
+func openAsNobody(path string) bool {
+	return exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "cat", path).Run() == nil
+}
+
+func TestGuardStopsRansomwareAndRecoversEveryFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fanotify and lockout need root")
+	}
+	e := newVault(t)
+	dir := watchedDir(t)
+	data := filepath.Join(dir, "train")
+	if code, out := drillAsNobody(t, "prepare", "--dir", data, "--files", "300"); code != 0 {
+		t.Fatalf("prepare: exit %d\n%s", code, out)
+	}
+	before := readTree(t, data)
+	var progress lockedBuffer
+	var frozen bool
+	r := e.guardWhile(data, []string{"--backend", "fanotify"}, func() {
+		attack := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", custodyBin, "drill-worker",
+			"attack", "--variant", "encrypt-in-place", "--dir", data, "--rate", "100")
+		attack.Stdout, attack.Stderr = &progress, &progress
+		if err := attack.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer attack.Wait()
+		defer attack.Process.Kill()
+		// The guard freezes the attacker (SIGSTOP) when it locks it out.
+		deadline := time.Now().Add(60 * time.Second)
+		for !frozen && time.Now().Before(deadline) {
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", attack.Process.Pid))
+			if err != nil {
+				break // it ended: not stopped
+			}
+			if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "T" {
+				frozen = true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// The lockout holds while the guard runs: nobody cannot open, root can.
+		victim := filepath.Join(data, "README.md")
+		if openAsNobody(victim) {
+			t.Error("uid 65534 can still open files in the protected tree after the lockout")
+		}
+		if _, err := os.ReadFile(victim); err != nil {
+			t.Errorf("root cannot read %s during the lockout: %v", victim, err)
+		}
+		time.Sleep(2 * time.Second) // the snapshot in the background
+	})
+	if !frozen {
+		t.Errorf("the attacker was not frozen\nattack: %s\nguard:\n%s", progress.String(), r)
+	}
+	damaged := strings.Count(progress.String(), "\"op\"")
+	t.Logf("files damaged before the lockout: %d of %d", damaged, len(before))
+
+	var incs []incidentRow
+	e.okJSON(&incs, "incidents", "list")
+	if len(incs) != 1 {
+		t.Fatalf("want 1 incident, got %d\n%s", len(incs), r)
+	}
+	in := incs[0]
+	if in.UID == nil || *in.UID != 65534 || in.Severity != "critical" || in.State != "contained" || in.Recovery["train"] == "" {
+		t.Errorf("incident %+v: want uid 65534, critical, contained, a recovery point", in)
+	}
+	if st := e.run("--json", "gate", "status"); !strings.Contains(st.stdout, "incident") {
+		t.Errorf("the gate was not closed by the incident:\n%s", st)
+	}
+	if lk := e.ok("lockouts", "list"); !strings.Contains(lk.stdout, "65534") {
+		t.Errorf("no lockout listed:\n%s", lk)
+	}
+
+	e.ok("incidents", "recover", "1", "--restore")
+	after := readTree(t, data)
+	for p, b := range before {
+		if !bytes.Equal(after[p], b) {
+			t.Errorf("%s was not recovered", p)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("%s is left over after recovery", p)
+		}
+	}
+	e.ok("lockouts", "release", "65534")
+	if lk := e.ok("lockouts", "list"); strings.Contains(lk.stdout, "65534") {
+		t.Errorf("lockout still listed after release:\n%s", lk)
+	}
+}
+
+func TestGuardOpensNoIncidentForBenignWork(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fanotify needs root")
+	}
+	e := newVault(t)
+	dir := watchedDir(t)
+	data := filepath.Join(dir, "work")
+	if code, out := drillAsNobody(t, "prepare", "--dir", data, "--files", "500"); code != 0 {
+		t.Fatalf("prepare: exit %d\n%s", code, out)
+	}
+	r := e.guardWhile(data, []string{"--backend", "fanotify"}, func() {
+		for _, w := range []string{"extract-tar", "gzip-many", "checkpoints", "package-cache", "git-checkout", "clean-csv"} {
+			if _, err := exec.LookPath("git"); err != nil && w == "git-checkout" {
+				continue
+			}
+			if code, out := drillAsNobody(t, "benign", "--workload", w, "--dir", data, "--scale", "1000"); code != 0 {
+				t.Fatalf("%s: exit %d\n%s", w, code, out)
+			}
+		}
+	})
+	// The guard saw the work: its events are in the ledger.
+	if n := len(e.fileEntries(data)); n < 5000 {
+		t.Fatalf("only %d file events recorded for the benign work: the guard did not see it\n%s", n, r)
+	}
+	var incs []incidentRow
+	e.okJSON(&incs, "incidents", "list")
+	if len(incs) != 0 {
+		show := e.run("incidents", "show", "1")
+		t.Errorf("benign work opened %d incidents:\n%s\nguard:\n%s", len(incs), show, r)
+	}
+}
+
+func readTree(t *testing.T, root string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		out[strings.TrimPrefix(p, root)] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -1,0 +1,271 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/custodyhq/custody/internal/audit"
+	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/daemon"
+	"github.com/custodyhq/custody/internal/guard"
+	"github.com/custodyhq/custody/internal/guard/detect"
+	"github.com/custodyhq/custody/internal/guard/drill"
+	"github.com/custodyhq/custody/internal/guard/lockout"
+	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/snapshot"
+	"github.com/custodyhq/custody/internal/vault"
+)
+
+type guardFlags struct {
+	backend  string
+	datasets []string
+	frozen   []string
+	allow    []string
+	canaries bool
+	process  string
+	webhooks []string
+	syslog   bool
+}
+
+func newGuardCmd(g *globals) *cobra.Command {
+	var f guardFlags
+	cmd := &cobra.Command{
+		Use:   "guard PATH... [--frozen DATASET] [--allow DATASET=UID,...] [--canaries] [--webhook URL] [--syslog]",
+		Short: "Watch PATH, detect ransomware and malicious manipulation, and respond: snapshot, lock out, close the gate, alert (foreground)",
+		Long: `guard watches each PATH like 'custody watch' and runs the detectors on every
+event. An incident opens when a principal's signals add up; by severity the
+guard then snapshots the affected datasets (the version before the first
+malicious event is the recovery point), closes the zero-trust gate (offsite
+pushes and destructive steps refuse), locks the principal out of the
+protected trees (its opens are denied) and freezes its processes, and alerts.
+Every action is in the audit ledger. Handle incidents with 'custody incidents'.
+
+Lockouts are enforced while a guard runs (they need root and fanotify); they
+are kept in the catalog and applied again when a guard starts.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.runGuard(cmd.Context(), args, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.backend, "backend", "auto", "auto (fanotify as root, else inotify), fanotify or inotify")
+	fl.StringArrayVarP(&f.datasets, "dataset", "d", nil, "dataset name of each PATH, in order (default: its base name)")
+	fl.StringArrayVar(&f.frozen, "frozen", nil, "a dataset no one may write to (repeatable)")
+	fl.StringArrayVar(&f.allow, "allow", nil, "DATASET=UID[,UID...]: only these users may write to the dataset (repeatable)")
+	fl.BoolVar(&f.canaries, "canaries", false, "place canary files in each PATH; touching one is a critical incident")
+	fl.StringVar(&f.process, "process", "freeze", "what happens to a locked-out principal's processes: freeze, kill or none")
+	fl.StringArrayVar(&f.webhooks, "webhook", nil, "POST each incident as JSON to this URL (repeatable)")
+	fl.BoolVar(&f.syslog, "syslog", false, "also send each incident to the local syslog")
+	return cmd
+}
+
+// guardRoots turns the guard's paths and flags into roots and datasets.
+func guardRoots(args []string, f guardFlags) ([]daemon.Root, []guard.Dataset, error) {
+	if len(f.datasets) > 0 && len(f.datasets) != len(args) {
+		return nil, nil, usagef("guard: give one --dataset per PATH, or none (each PATH's base name)")
+	}
+	switch f.process {
+	case "freeze", "kill", "none":
+	default:
+		return nil, nil, usagef("guard: --process %q: use freeze, kill or none", f.process)
+	}
+	allow := map[string][]uint32{}
+	for _, a := range f.allow {
+		name, uids, ok := strings.Cut(a, "=")
+		if !ok || name == "" {
+			return nil, nil, usagef("guard: --allow %q: use DATASET=UID[,UID...]", a)
+		}
+		for _, u := range strings.Split(uids, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(u), 10, 32)
+			if err != nil {
+				return nil, nil, usagef("guard: --allow %q: %q is not a uid", a, u)
+			}
+			allow[name] = append(allow[name], uint32(n))
+		}
+	}
+	var roots []daemon.Root
+	var sets []guard.Dataset
+	for i, a := range args {
+		abs, err := filepath.Abs(a)
+		if err != nil {
+			return nil, nil, usagef("guard: %v", err)
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return nil, nil, usagef("guard: %s is not a directory", a)
+		}
+		name := filepath.Base(abs)
+		if len(f.datasets) > 0 {
+			name = f.datasets[i]
+		}
+		if err := checkDataset(name); err != nil {
+			return nil, nil, err
+		}
+		roots = append(roots, daemon.Root{Path: abs, Dataset: name})
+		sets = append(sets, guard.Dataset{Name: name, Path: abs, Writers: allow[name]})
+	}
+	for _, fz := range f.frozen {
+		found := false
+		for i := range sets {
+			if sets[i].Name == fz {
+				sets[i].Frozen, found = true, true
+			}
+		}
+		if !found {
+			return nil, nil, usagef("guard: --frozen %s: no PATH is that dataset", fz)
+		}
+	}
+	for name := range allow {
+		found := false
+		for _, s := range sets {
+			found = found || s.Name == name
+		}
+		if !found {
+			return nil, nil, usagef("guard: --allow %s: no PATH is that dataset", name)
+		}
+	}
+	return roots, sets, nil
+}
+
+func (g *globals) runGuard(ctx context.Context, args []string, f guardFlags) error {
+	roots, sets, err := guardRoots(args, f)
+	if err != nil {
+		return err
+	}
+	var canaries []string
+	if f.canaries {
+		for _, s := range sets {
+			c, err := detect.PlaceCanaries(s.Path, 3)
+			if err != nil {
+				return fmt.Errorf("guard: placing canaries in %s: %w", s.Path, err)
+			}
+			canaries = append(canaries, c...)
+		}
+	}
+	paths := make([]string, len(roots))
+	for i, r := range roots {
+		paths[i] = r.Path
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400) // see watch
+	}
+	src, err := g.watchSource(f.backend, paths)
+	if err != nil {
+		return err
+	}
+	return g.withAudit(ctx, func(v *vault.Vault, rec *audit.Recorder, db *catalog.DB) error {
+		if err := g.guardBaselines(ctx, v, db, sets); err != nil {
+			return err
+		}
+		var lock *lockout.Lockout
+		if src.Attributes() {
+			lock, err = lockout.New(paths, lockout.Options{Logger: g.log})
+			if err != nil {
+				g.log.Warn("guard: lockout unavailable; incidents will not lock anyone out", "err", err)
+				lock = nil
+			}
+		} else {
+			fmt.Fprintln(g.stderr, "note: inotify cannot tell who made a change: incidents will have no principal and lock no one out (run as root for fanotify)")
+		}
+		var alerts guard.Alerters
+		for _, u := range f.webhooks {
+			alerts = append(alerts, guard.Webhook{URL: u})
+		}
+		if f.syslog {
+			alerts = append(alerts, guard.Syslog{})
+		}
+		opts := guard.Options{Datasets: sets, Canaries: canaries, Policy: guard.Policy{Process: f.process}, Logger: g.log}
+		if len(alerts) > 0 {
+			opts.Alert = alerts
+		}
+
+		stream := rec.Stream(audit.StreamOptions{})
+		streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
+		streamDone := make(chan error, 1)
+		go func() { streamDone <- stream.Run(streamCtx) }()
+
+		var locker guard.Locker
+		var stopper guard.Stopper
+		var wg sync.WaitGroup
+		lockCtx, stopLock := context.WithCancel(context.WithoutCancel(ctx))
+		lockDone := make(chan error, 1)
+		if lock != nil {
+			locker, stopper = lock, lockout.Stop
+			wg.Go(func() { lockDone <- lock.Run(lockCtx) })
+		} else {
+			lockDone <- nil
+		}
+		gd := guard.New(v, db, stream, locker, stopper, opts)
+		guardDone := make(chan error, 1)
+		wg.Go(func() { guardDone <- gd.Run(context.WithoutCancel(ctx)) })
+
+		fmt.Fprintf(g.stderr, "guarding %d trees with %s; Ctrl-C stops\n", len(roots), src.Name())
+		err := daemon.Watch(ctx, v, rec, daemon.WatchOptions{Roots: roots, Source: src, Logger: g.log, Index: db,
+			Stream: stream, Observe: gd.Observe})
+		gd.Close()
+		gerr := <-guardDone
+		stopLock()
+		lerr := <-lockDone
+		wg.Wait()
+		stopStream()
+		serr := <-streamDone
+		if errors.Is(err, ctx.Err()) {
+			err = nil
+		}
+		if lerr != nil && errors.Is(lerr, lockCtx.Err()) {
+			lerr = nil
+		}
+		return errors.Join(err, gerr, lerr, serr)
+	})
+}
+
+// guardBaselines takes a first version of every dataset that has none,
+// so that an incident always has a recovery point.
+func (g *globals) guardBaselines(ctx context.Context, v *vault.Vault, db *catalog.DB, sets []guard.Dataset) error {
+	for _, s := range sets {
+		vs, err := db.Versions(ctx, s.Name)
+		if err != nil {
+			return err
+		}
+		if len(vs) > 0 {
+			continue
+		}
+		taken, err := snapshot.Take(ctx, v, s.Name, "", "guard baseline: the recovery point until the next version", s.Path, snapshot.ArchiveOptions{})
+		if err != nil {
+			return fmt.Errorf("guard: baseline version of %s: %w", s.Name, err)
+		}
+		g.indexVersion(taken.Version)
+		e := ledger.Entry{Kind: "snapshot", Dataset: s.Name, Version: taken.Version.ID.String(), Path: s.Path,
+			Detail: map[string]string{"reason": "guard baseline"}}
+		if err := g.audited(ctx, v, &e, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stderr, "baseline version %s of %s\n", taken.Version.ID.Short(), s.Name)
+	}
+	return nil
+}
+
+// newDrillWorkerCmd is the hidden entry point the drill and the tests run
+// as an unprivileged user: the attacks and benign workloads of package
+// drill.
+func newDrillWorkerCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:                "drill-worker",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := drill.Main(args, g.stdout, g.stderr); code != 0 {
+				return exitCode(code)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,281 @@
+// Package guard detects ransomware and malicious manipulation in watched
+// datasets, opens incidents, and responds: it snapshots the affected
+// datasets and marks their recovery point, locks the actor out, stops its
+// processes, closes the zero-trust gate and alerts people. Every action and
+// state change is a ledger entry. The detectors themselves live in
+// guard/detect, the lockout mechanism in guard/lockout.
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/guard/detect"
+	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/vault"
+	"github.com/custodyhq/custody/internal/watch"
+)
+
+// Dataset is a protected tree and its policy.
+type Dataset struct {
+	Name    string
+	Path    string   // absolute
+	Frozen  bool     // any write is a signal
+	Writers []uint32 // uids allowed to write; empty: everyone
+}
+
+// Policy says which severity triggers which response.
+type Policy struct {
+	Snapshot Severity // snapshot the affected datasets (default Major)
+	Gate     Severity // close the zero-trust gate (default Major)
+	Lockout  Severity // lock the principal out and stop its processes (default Critical)
+	// Process is what happens to the principal's processes on lockout:
+	// "freeze" (SIGSTOP, the default: memory kept for forensics), "kill"
+	// or "none".
+	Process string
+}
+
+func (p *Policy) defaults() {
+	if p.Snapshot == None {
+		p.Snapshot = Major
+	}
+	if p.Gate == None {
+		p.Gate = Major
+	}
+	if p.Lockout == None {
+		p.Lockout = Critical
+	}
+	if p.Process == "" {
+		p.Process = "freeze"
+	}
+}
+
+// Options configure a Guard.
+type Options struct {
+	Datasets   []Dataset
+	Thresholds Thresholds
+	Policy     Policy
+	// Canaries are files the guard placed; touching one is decisive.
+	Canaries []string
+	// Detectors replaces the default set (tests).
+	Detectors []detect.Detector
+	Alert     Alerter
+	Logger    *slog.Logger
+}
+
+// Ledger is where the guard records what it does (an audit stream).
+type Ledger interface {
+	Add(ctx context.Context, e ledger.Entry) error
+}
+
+// Locker enforces lockouts (lockout.Lockout).
+type Locker interface {
+	Lock(uid uint32) error
+	Release(uid uint32) error
+	Locked() []uint32
+}
+
+// Stopper freezes or ends a process if it still belongs to uid
+// (lockout.Stop).
+type Stopper func(pid int, uid uint32, kill bool) error
+
+// Guard turns events into incidents and responses. Observe feeds it; Run
+// does the work on its own goroutine.
+type Guard struct {
+	v         *vault.Vault
+	db        *catalog.DB
+	led       Ledger
+	lock      Locker
+	stop      Stopper
+	opts      Options
+	log       *slog.Logger
+	detectors []detect.Detector
+	score     *scorer
+
+	in chan watch.Event
+
+	// Owned by Run's goroutine.
+	touches   map[principalKey]*touchRing
+	incidents map[principalKey]*liveIncident
+
+	bg sync.WaitGroup // snapshots and alerts started by Run
+}
+
+// liveIncident is an open incident this guard is handling.
+type liveIncident struct {
+	id       int64
+	severity Severity
+	done     map[string]bool // responses taken
+	pids     map[int]bool
+	files    map[string]catalog.IncidentFile
+	pending  []catalog.IncidentFile
+	datasets map[string]bool
+	first    time.Time
+}
+
+// New returns a guard. lock and stop may be nil (no lockout possible:
+// inotify, or not root); the incident says so.
+func New(v *vault.Vault, db *catalog.DB, led Ledger, lock Locker, stop Stopper, opts Options) *Guard {
+	opts.Policy.defaults()
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g := &Guard{
+		v: v, db: db, led: led, lock: lock, stop: stop, opts: opts, log: log,
+		score:     newScorer(opts.Thresholds),
+		in:        make(chan watch.Event, 1<<16),
+		touches:   map[principalKey]*touchRing{},
+		incidents: map[principalKey]*liveIncident{},
+	}
+	g.detectors = opts.Detectors
+	if g.detectors == nil {
+		g.detectors = DefaultDetectors(opts.Datasets, opts.Canaries)
+	}
+	return g
+}
+
+// Observe hands an event to the guard. It blocks while the guard is a
+// full queue behind, so that no event escapes it.
+func (g *Guard) Observe(ctx context.Context, e watch.Event) error {
+	select {
+	case g.in <- e:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close ends the event stream: Run returns once it has handled what was
+// queued.
+func (g *Guard) Close() { close(g.in) }
+
+// Run handles events until Close, then waits for the responses it
+// started. Lockouts recorded in the catalog (by `custody incidents
+// contain` or released by `custody lockouts release`) are applied every
+// second.
+func (g *Guard) Run(ctx context.Context) error {
+	defer g.bg.Wait()
+	if err := g.syncLockouts(ctx); err != nil {
+		g.log.Warn("guard: reading lockouts", "err", err)
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case e, ok := <-g.in:
+			if !ok {
+				g.flushFiles(ctx)
+				return nil
+			}
+			if err := g.handle(ctx, e); err != nil {
+				return err
+			}
+		case <-tick.C:
+			g.flushFiles(ctx)
+			if err := g.syncLockouts(ctx); err != nil {
+				g.log.Warn("guard: syncing lockouts", "err", err)
+			}
+		}
+	}
+}
+
+// handle runs the detectors on one event and responds to what they say.
+func (g *Guard) handle(ctx context.Context, e watch.Event) error {
+	ds := g.datasetOf(e.Root)
+	if ds == nil {
+		return nil
+	}
+	k := keyOf(e.Principal)
+	if e.Kind != watch.Overflow && e.Kind != watch.Rescan {
+		g.touch(k, ds.Name, e)
+	}
+	in := detect.Input{Event: e, Dataset: ds.Name}
+	if e.Kind == watch.CloseWrite && !e.Dir {
+		in.Content = sample(e.Path)
+	}
+	var sigs []detect.Signal
+	for _, d := range g.detectors {
+		sigs = append(sigs, d.Observe(in)...)
+	}
+	if len(sigs) == 0 {
+		return nil
+	}
+	sev := g.score.add(k, e.Time, sigs...)
+	inc := g.incidents[k]
+	if inc == nil && sev < Warning {
+		return nil
+	}
+	if inc == nil {
+		var err error
+		if inc, err = g.open(ctx, k, e.Principal, sev); err != nil {
+			return err
+		}
+	} else if err := g.grow(ctx, inc, sev, sigs); err != nil {
+		return err
+	}
+	if e.Principal.PID > 0 {
+		inc.pids[e.Principal.PID] = true
+	}
+	return g.respond(ctx, k, e.Principal, inc)
+}
+
+// sample reads blocks of a file just written; nil when it cannot.
+func sample(path string) *detect.Content {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	c, err := detect.Sample(f, fi.Size())
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+func (g *Guard) datasetOf(root string) *Dataset {
+	for i := range g.opts.Datasets {
+		if g.opts.Datasets[i].Path == root {
+			return &g.opts.Datasets[i]
+		}
+	}
+	return nil
+}
+
+// datasetOfPath is the dataset whose tree holds path.
+func (g *Guard) datasetOfPath(path string) *Dataset {
+	for i := range g.opts.Datasets {
+		d := &g.opts.Datasets[i]
+		if path == d.Path || strings.HasPrefix(path, d.Path+string(filepath.Separator)) {
+			return d
+		}
+	}
+	return nil
+}
+
+// record writes a ledger entry for a guard action.
+func (g *Guard) record(ctx context.Context, kind, dataset, path, outcome string, detail map[string]string) error {
+	e := ledger.Entry{Time: time.Now().UTC(), Kind: kind, Actor: ledger.Actor{User: "custody-guard", PID: os.Getpid()},
+		Dataset: dataset, Path: path, Outcome: outcome, Detail: detail}
+	if err := g.led.Add(ctx, e); err != nil {
+		return fmt.Errorf("guard: recording %s: %w", kind, err)
+	}
+	return nil
+}
+
+var errNoLocker = errors.New("lockout is unavailable here (it needs root and fanotify)")
