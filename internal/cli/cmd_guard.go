@@ -2,14 +2,12 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +17,6 @@ import (
 	"github.com/custodyhq/custody/internal/guard"
 	"github.com/custodyhq/custody/internal/guard/detect"
 	"github.com/custodyhq/custody/internal/guard/drill"
-	"github.com/custodyhq/custody/internal/guard/lockout"
 	"github.com/custodyhq/custody/internal/ledger"
 	"github.com/custodyhq/custody/internal/snapshot"
 	"github.com/custodyhq/custody/internal/vault"
@@ -165,14 +162,7 @@ func (g *globals) runGuard(ctx context.Context, args []string, f guardFlags) err
 		if err := g.guardBaselines(ctx, v, db, sets); err != nil {
 			return err
 		}
-		var lock *lockout.Lockout
-		if src.Attributes() {
-			lock, err = lockout.New(paths, lockout.Options{Logger: g.log})
-			if err != nil {
-				g.log.Warn("guard: lockout unavailable; incidents will not lock anyone out", "err", err)
-				lock = nil
-			}
-		} else {
+		if !src.Attributes() {
 			fmt.Fprintln(g.stderr, "note: inotify cannot tell who made a change: incidents will have no principal and lock no one out (run as root for fanotify)")
 		}
 		var alerts guard.Alerters
@@ -182,48 +172,12 @@ func (g *globals) runGuard(ctx context.Context, args []string, f guardFlags) err
 		if f.syslog {
 			alerts = append(alerts, guard.Syslog{})
 		}
-		opts := guard.Options{Datasets: sets, Canaries: canaries, Policy: guard.Policy{Process: f.process}, Logger: g.log}
+		opts := guard.Options{Datasets: sets, Canaries: canaries, Policy: guard.Policy{Process: f.process}}
 		if len(alerts) > 0 {
 			opts.Alert = alerts
 		}
-
-		stream := rec.Stream(audit.StreamOptions{})
-		streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
-		streamDone := make(chan error, 1)
-		go func() { streamDone <- stream.Run(streamCtx) }()
-
-		var locker guard.Locker
-		var stopper guard.Stopper
-		var wg sync.WaitGroup
-		lockCtx, stopLock := context.WithCancel(context.WithoutCancel(ctx))
-		lockDone := make(chan error, 1)
-		if lock != nil {
-			locker, stopper = lock, lockout.Stop
-			wg.Go(func() { lockDone <- lock.Run(lockCtx) })
-		} else {
-			lockDone <- nil
-		}
-		gd := guard.New(v, db, stream, locker, stopper, opts)
-		guardDone := make(chan error, 1)
-		wg.Go(func() { guardDone <- gd.Run(context.WithoutCancel(ctx)) })
-
-		fmt.Fprintf(g.stderr, "guarding %d trees with %s; Ctrl-C stops\n", len(roots), src.Name())
-		err := daemon.Watch(ctx, v, rec, daemon.WatchOptions{Roots: roots, Source: src, Logger: g.log, Index: db,
-			Stream: stream, Observe: gd.Observe})
-		gd.Close()
-		gerr := <-guardDone
-		stopLock()
-		lerr := <-lockDone
-		wg.Wait()
-		stopStream()
-		serr := <-streamDone
-		if errors.Is(err, ctx.Err()) {
-			err = nil
-		}
-		if lerr != nil && errors.Is(lerr, lockCtx.Err()) {
-			lerr = nil
-		}
-		return errors.Join(err, gerr, lerr, serr)
+		return daemon.Guard(ctx, v, rec, db, daemon.GuardOptions{Roots: roots, Source: src, Guard: opts, Logger: g.log,
+			Ready: func() { fmt.Fprintf(g.stderr, "guarding %d trees with %s; Ctrl-C stops\n", len(roots), src.Name()) }})
 	})
 }
 

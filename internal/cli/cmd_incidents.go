@@ -34,7 +34,9 @@ func newIncidentsCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error { return g.containIncident(cmd.Context(), args[0]) }}
 	var restore bool
 	recover := &cobra.Command{Use: "recover ID [--restore]", Short: "Mark the incident recovered; --restore first puts back the files it touched from the recovery point", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return g.recoverIncident(cmd.Context(), args[0], restore) }}
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.recoverIncident(cmd.Context(), args[0], restore)
+		}}
 	recover.Flags().BoolVar(&restore, "restore", false, "restore exactly the files the incident touched from the recovery point, moving the damaged copies to a quarantine folder")
 	fp := &cobra.Command{Use: "false-positive ID", Short: "Mark the incident a false positive; the guard learns to allow that much of the same activity by the same principal", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return g.falsePositive(cmd.Context(), args[0]) }}

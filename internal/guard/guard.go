@@ -107,6 +107,7 @@ type Guard struct {
 	// Owned by Run's goroutine.
 	touches   map[principalKey]*touchRing
 	incidents map[principalKey]*liveIncident
+	allowance map[principalKey]map[string]int // learned; cleared every second
 
 	bg sync.WaitGroup // snapshots and alerts started by Run
 }
@@ -119,6 +120,7 @@ type liveIncident struct {
 	pids     map[int]bool
 	files    map[string]catalog.IncidentFile
 	pending  []catalog.IncidentFile
+	signals  []catalog.IncidentSignal // not stored yet
 	datasets map[string]bool
 	first    time.Time
 }
@@ -137,6 +139,7 @@ func New(v *vault.Vault, db *catalog.DB, led Ledger, lock Locker, stop Stopper, 
 		in:        make(chan watch.Event, 1<<16),
 		touches:   map[principalKey]*touchRing{},
 		incidents: map[principalKey]*liveIncident{},
+		allowance: map[principalKey]map[string]int{},
 	}
 	g.detectors = opts.Detectors
 	if g.detectors == nil {
@@ -182,6 +185,7 @@ func (g *Guard) Run(ctx context.Context) error {
 				return err
 			}
 		case <-tick.C:
+			clear(g.allowance)
 			g.flushFiles(ctx)
 			if err := g.syncLockouts(ctx); err != nil {
 				g.log.Warn("guard: syncing lockouts", "err", err)
@@ -213,6 +217,11 @@ func (g *Guard) handle(ctx context.Context, e watch.Event) error {
 	}
 	sev := g.score.add(k, e.Time, sigs...)
 	inc := g.incidents[k]
+	if inc == nil && sev >= Warning {
+		if allow := g.allowances(ctx, k); len(allow) > 0 {
+			sev = g.score.severityAllowing(k, allow)
+		}
+	}
 	if inc == nil && sev < Warning {
 		return nil
 	}
@@ -228,6 +237,31 @@ func (g *Guard) handle(ctx context.Context, e watch.Event) error {
 		inc.pids[e.Principal.PID] = true
 	}
 	return g.respond(ctx, k, e.Principal, inc)
+}
+
+// allowances are what k may do per detector before it counts, learned
+// from incidents marked false positives.
+func (g *Guard) allowances(ctx context.Context, k principalKey) map[string]int {
+	if a, ok := g.allowance[k]; ok {
+		return a
+	}
+	var uid *uint32
+	if k.known {
+		uid = &k.uid
+	}
+	a := map[string]int{}
+	for _, d := range g.detectors {
+		n, err := g.db.Allowance(ctx, uid, d.Name())
+		if err != nil {
+			g.log.Warn("guard: reading allowances", "err", err)
+			break
+		}
+		if n > 0 {
+			a[d.Name()] = n
+		}
+	}
+	g.allowance[k] = a
+	return a
 }
 
 // sample reads blocks of a file just written; nil when it cannot.

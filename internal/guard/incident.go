@@ -164,27 +164,36 @@ func (g *Guard) recoveryPoint(ctx context.Context, dataset string, t time.Time) 
 	return best
 }
 
-// grow adds signals to an open incident and raises its severity.
+// grow adds signals to an open incident and raises its severity. The
+// signals are stored with the next flush (every second), not one update
+// per event: a fast attack brings thousands.
 func (g *Guard) grow(ctx context.Context, inc *liveIncident, sev Severity, sigs []detect.Signal) error {
-	raised := sev > inc.severity
-	if raised {
-		inc.severity = sev
+	inc.signals = append(inc.signals, incidentSignals(sigs)...)
+	if sev <= inc.severity {
+		return nil
 	}
+	inc.severity = sev
+	if err := g.flushIncident(ctx, inc); err != nil {
+		return err
+	}
+	return g.record(ctx, "incident.severity", "", "", "ok", map[string]string{
+		"incident": strconv.FormatInt(inc.id, 10), "severity": sev.String()})
+}
+
+// flushIncident stores inc's new signals, datasets and severity.
+func (g *Guard) flushIncident(ctx context.Context, inc *liveIncident) error {
 	_, err := g.db.UpdateIncident(ctx, inc.id, func(c *catalog.Incident) error {
-		if raised && c.State == catalog.IncidentOpen { // fixed once contained
-			c.Severity = sev.String()
+		if ParseSeverity(c.Severity) < inc.severity && c.State == catalog.IncidentOpen { // fixed once contained
+			c.Severity = inc.severity.String()
 		}
-		c.Signals = append(c.Signals, incidentSignals(sigs)...)
+		c.Signals = append(c.Signals, inc.signals...)
 		c.Datasets = mergeSorted(c.Datasets, sortedKeys(inc.datasets))
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("guard: updating incident %d: %w", inc.id, err)
 	}
-	if raised {
-		return g.record(ctx, "incident.severity", "", "", "ok", map[string]string{
-			"incident": strconv.FormatInt(inc.id, 10), "severity": sev.String()})
-	}
+	inc.signals = inc.signals[:0]
 	return nil
 }
 
@@ -323,6 +332,11 @@ func (g *Guard) action(ctx context.Context, inc *liveIncident, what, outcome str
 // flushFiles stores the files open incidents touched since the last call.
 func (g *Guard) flushFiles(ctx context.Context) {
 	for _, inc := range g.incidents {
+		if len(inc.signals) > 0 {
+			if err := g.flushIncident(ctx, inc); err != nil {
+				g.log.Warn("guard: storing signals", "incident", inc.id, "err", err)
+			}
+		}
 		if len(inc.pending) == 0 {
 			continue
 		}

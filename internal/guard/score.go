@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -94,8 +95,21 @@ type scorer struct {
 }
 
 type principalScore struct {
-	signals []detect.Signal // within the window, oldest first
-	total   int
+	signals   []detect.Signal // within the window, oldest first
+	total     int
+	detectors map[string]int // signals per detector
+	decisive  int
+}
+
+func (ps *principalScore) count(sg detect.Signal, n int) {
+	ps.total += n * int(sg.Strength)
+	ps.detectors[sg.Detector] += n
+	if ps.detectors[sg.Detector] == 0 {
+		delete(ps.detectors, sg.Detector)
+	}
+	if sg.Strength >= detect.Decisive {
+		ps.decisive += n
+	}
 }
 
 func newScorer(th Thresholds) *scorer {
@@ -109,19 +123,21 @@ func newScorer(th Thresholds) *scorer {
 func (s *scorer) add(k principalKey, now time.Time, sigs ...detect.Signal) Severity {
 	ps := s.per[k]
 	if ps == nil {
-		ps = &principalScore{}
+		ps = &principalScore{detectors: map[string]int{}}
 		s.per[k] = ps
 	}
 	ps.signals = append(ps.signals, sigs...)
 	for _, sg := range sigs {
-		ps.total += int(sg.Strength)
+		ps.count(sg, 1)
 	}
 	cut := 0
 	for cut < len(ps.signals) && now.Sub(ps.signals[cut].Time) > s.th.Window {
-		ps.total -= int(ps.signals[cut].Strength)
+		ps.count(ps.signals[cut], -1)
 		cut++
 	}
-	ps.signals = ps.signals[cut:]
+	if cut > 0 {
+		ps.signals = slices.Delete(ps.signals, 0, cut)
+	}
 	if len(ps.signals) == 0 {
 		delete(s.per, k)
 		return None
@@ -133,15 +149,9 @@ func (s *scorer) add(k principalKey, now time.Time, sigs ...detect.Signal) Sever
 // detectors agree: one detector firing often is likelier benign than
 // three firing together.
 func (s *scorer) severity(ps *principalScore) Severity {
-	detectors := map[string]bool{}
-	decisive := false
-	for _, sg := range ps.signals {
-		detectors[sg.Detector] = true
-		decisive = decisive || sg.Strength >= detect.Decisive
-	}
-	n := len(detectors)
+	n := len(ps.detectors)
 	switch {
-	case decisive, ps.total >= s.th.Critical, ps.total >= s.th.Major && n >= 3:
+	case ps.decisive > 0, ps.total >= s.th.Critical, ps.total >= s.th.Major && n >= 3:
 		return Critical
 	case ps.total >= s.th.Major, ps.total >= s.th.Warning && n >= 2:
 		return Major
@@ -149,6 +159,28 @@ func (s *scorer) severity(ps *principalScore) Severity {
 		return Warning
 	}
 	return None
+}
+
+// severityAllowing is k's severity when the signals of each detector in
+// allow count only beyond the allowance learned for k (from incidents
+// marked false positives): a detector that fired no more than allowed
+// does not count at all.
+func (s *scorer) severityAllowing(k principalKey, allow map[string]int) Severity {
+	ps := s.per[k]
+	if ps == nil {
+		return None
+	}
+	c := principalScore{total: ps.total, decisive: ps.decisive, detectors: maps.Clone(ps.detectors)}
+	for d, a := range allow {
+		if n := ps.detectors[d]; n > 0 && n <= a {
+			for _, sg := range ps.signals {
+				if sg.Detector == d {
+					c.count(sg, -1)
+				}
+			}
+		}
+	}
+	return s.severity(&c)
 }
 
 // recent is a copy of k's signals within the window.

@@ -1,0 +1,94 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/custodyhq/custody/internal/audit"
+	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/guard"
+	"github.com/custodyhq/custody/internal/guard/lockout"
+	"github.com/custodyhq/custody/internal/vault"
+	"github.com/custodyhq/custody/internal/watch"
+)
+
+// GuardOptions tune Guard.
+type GuardOptions struct {
+	Roots  []Root
+	Source watch.Source
+	Guard  guard.Options // Datasets, policy, canaries, alerts
+	Logger *slog.Logger
+	// Ready, if set, is called once everything is in place and events
+	// are being read.
+	Ready func()
+}
+
+// Guard watches the roots like Watch and runs every event through the
+// guard, which opens incidents and responds. With a source that
+// attributes events (fanotify, as root), lockouts are enforced by a
+// fanotify permission group for as long as Guard runs; without one, the
+// guard still detects and responds, but locks no one out.
+func Guard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog.DB, opts GuardOptions) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts.Guard.Logger = log
+	paths := make([]string, len(opts.Roots))
+	for i, r := range opts.Roots {
+		paths[i] = r.Path
+	}
+	var lock *lockout.Lockout
+	if opts.Source.Attributes() {
+		var err error
+		if lock, err = lockout.New(paths, lockout.Options{Logger: log}); err != nil {
+			log.Warn("guard: lockout unavailable; incidents will not lock anyone out", "err", err)
+			lock = nil
+		}
+	}
+
+	// The stream, the lockout and the guard outlive the watch: they
+	// finish what it handed them after ctx ends.
+	bg := context.WithoutCancel(ctx)
+	stream := rec.Stream(audit.StreamOptions{})
+	streamCtx, stopStream := context.WithCancel(bg)
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- stream.Run(streamCtx) }()
+
+	var wg sync.WaitGroup
+	var locker guard.Locker
+	var stopper guard.Stopper
+	lockCtx, stopLock := context.WithCancel(bg)
+	lockDone := make(chan error, 1)
+	if lock != nil {
+		locker, stopper = lock, lockout.Stop
+		wg.Go(func() { lockDone <- lock.Run(lockCtx) })
+	} else {
+		lockDone <- nil
+	}
+	gd := guard.New(v, db, stream, locker, stopper, opts.Guard)
+	guardDone := make(chan error, 1)
+	wg.Go(func() { guardDone <- gd.Run(bg) })
+
+	if opts.Ready != nil {
+		opts.Ready()
+	}
+	err := Watch(ctx, v, rec, WatchOptions{Roots: opts.Roots, Source: opts.Source, Logger: log, Index: db,
+		Stream: stream, Observe: gd.Observe})
+	gd.Close()
+	gerr := <-guardDone
+	stopLock()
+	lerr := <-lockDone
+	wg.Wait()
+	stopStream()
+	serr := <-streamDone
+	if errors.Is(err, ctx.Err()) {
+		err = nil
+	}
+	if errors.Is(lerr, context.Canceled) {
+		lerr = nil
+	}
+	return errors.Join(err, gerr, lerr, serr)
+}
