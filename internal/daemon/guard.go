@@ -40,6 +40,11 @@ func Guard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 	for i, r := range opts.Roots {
 		paths[i] = r.Path
 	}
+	if len(opts.Guard.Datasets) == 0 { // no policies: one dataset per root
+		for _, r := range opts.Roots {
+			opts.Guard.Datasets = append(opts.Guard.Datasets, guard.Dataset{Name: r.Dataset, Path: r.Path})
+		}
+	}
 	var lock *lockout.Lockout
 	if opts.Source.Attributes() {
 		var err error

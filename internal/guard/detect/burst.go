@@ -13,6 +13,11 @@ const (
 	DefaultBurstWindow    = 10 * time.Second
 	DefaultBurstThreshold = 50 // destructive operations per window
 	strongBurstFactor     = 4  // Strong above this many times the threshold
+	// Decisive above this many: hundreds of files destroyed in seconds is
+	// an attack or a mistake worth stopping either way (a branch switch
+	// deleting that many is the rare benign case; mark it a false
+	// positive and the allowance grows).
+	decisiveBurstFactor = 10
 )
 
 // Kinds of destructive operation a Burst counts.
@@ -40,7 +45,7 @@ type BurstOptions struct {
 
 // Burst counts each principal's destructive operations over a sliding
 // window and fires when there are too many: Weak above the threshold,
-// Strong above four times it.
+// Strong above four times it, Decisive above ten times.
 //
 // Destructive are: deletes of files that were not replaced, renames to an
 // extension the dataset did not have, and overwrites of existing files
@@ -293,6 +298,8 @@ func (b *Burst) check(st *burstState, p principal, e watch.Event, step int64) []
 	th := b.threshold + b.allowance[p]
 	var s Strength
 	switch {
+	case total > decisiveBurstFactor*th:
+		s = Decisive
 	case total > strongBurstFactor*th:
 		s = Strong
 	case total > th:

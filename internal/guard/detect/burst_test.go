@@ -50,14 +50,14 @@ func TestBurstCountsDestructiveOperationsPerPrincipal(t *testing.T) {
 			want: []Strength{Weak, Weak, Strong},
 		},
 		{
-			name: "two thousand deletes in one instant give Weak, then Strong at once, and no more",
+			name: "two thousand deletes in one instant give Weak, then Strong, then Decisive at once, and no more",
 			in:   func(*testing.T) []Input { return deletes(2000, u1, 0, 0) },
-			want: []Strength{Weak, Strong},
+			want: []Strength{Weak, Strong, Decisive},
 		},
 		{
-			name: "twenty thousand deletes in two seconds give one signal per step at most, besides turning Strong",
+			name: "twenty thousand deletes in two seconds give one signal per step at most, besides growing stronger",
 			in:   func(*testing.T) []Input { return deletes(20000, u1, 0, 0.0001) },
-			want: []Strength{Weak, Strong, Strong},
+			want: []Strength{Weak, Strong, Decisive, Decisive},
 		},
 		{
 			name: "a steady rate under the threshold never fires",
