@@ -107,6 +107,11 @@ func Drill(ctx context.Context, o DrillOptions) (*DrillReport, error) {
 	if err := os.Chmod(scratch, 0o755); err != nil { // the attacker must reach the tree
 		return nil, fmt.Errorf("drill: %w", err)
 	}
+	// The attacker runs a copy of this binary: where it is installed may
+	// be closed to other users (/root/go/bin).
+	if o.Exe, err = copyWorker(o.Exe, filepath.Join(scratch, "worker")); err != nil {
+		return nil, err
+	}
 	data := filepath.Join(scratch, "dataset")
 	if err := prepareDrillData(ctx, o, data); err != nil {
 		return nil, err
@@ -257,6 +262,27 @@ func prepareDrillData(ctx context.Context, o DrillOptions, data string) error {
 		}
 		return os.Lchown(p, int(o.Attacker), int(o.Attacker))
 	})
+}
+
+// copyWorker copies the executable exe to dst, 0755.
+func copyWorker(exe, dst string) (string, error) {
+	src, err := os.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("drill: %w", err)
+	}
+	defer src.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return "", fmt.Errorf("drill: %w", err)
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return "", fmt.Errorf("drill: copying the worker: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return "", fmt.Errorf("drill: copying the worker: %w", err)
+	}
+	return dst, os.Chmod(dst, 0o755) // umask 077 took the rest
 }
 
 // drillVault makes a throwaway vault, catalog and recorder.
