@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/syslog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -68,18 +69,25 @@ func (w Webhook) Alert(ctx context.Context, a Alert) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		return errors.New("webhook: the URL is not valid")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "custody-guard")
+	// A webhook URL often holds its secret in the path: errors name only
+	// the scheme and host.
+	where := req.URL.Scheme + "://" + req.URL.Host
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("webhook %s: %w", where, err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook: %s answered %s", req.URL.Redacted(), resp.Status)
+		return fmt.Errorf("webhook %s answered %s", where, resp.Status)
 	}
 	return nil
 }

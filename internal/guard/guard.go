@@ -102,7 +102,9 @@ type Guard struct {
 	detectors []detect.Detector
 	score     *scorer
 
-	in chan watch.Event
+	in      chan watch.Event
+	stopped chan struct{} // closed when Run returns
+	runErr  error         // why, set before stopped closes
 
 	// Owned by Run's goroutine.
 	touches   map[principalKey]*touchRing
@@ -124,6 +126,9 @@ type liveIncident struct {
 	signals  []catalog.IncidentSignal // not stored yet
 	datasets map[string]bool
 	first    time.Time
+	since    time.Time       // earliest event in the incident: recovery points precede it
+	located  map[string]bool // datasets whose recovery point was looked up
+	locked   bool            // the lockout took effect
 }
 
 // New returns a guard. lock and stop may be nil (no lockout possible:
@@ -138,6 +143,7 @@ func New(v *vault.Vault, db *catalog.DB, led Ledger, lock Locker, stop Stopper, 
 		v: v, db: db, led: led, lock: lock, stop: stop, opts: opts, log: log,
 		score:     newScorer(opts.Thresholds),
 		in:        make(chan watch.Event, 1<<16),
+		stopped:   make(chan struct{}),
 		touches:   map[principalKey]*touchRing{},
 		incidents: map[principalKey]*liveIncident{},
 		allowance: map[principalKey]map[string]int{},
@@ -200,11 +206,14 @@ func (g *Guard) learn(ctx context.Context) {
 }
 
 // Observe hands an event to the guard. It blocks while the guard is a
-// full queue behind, so that no event escapes it.
+// full queue behind, so that no event escapes it, and fails once Run
+// has stopped on an error.
 func (g *Guard) Observe(ctx context.Context, e watch.Event) error {
 	select {
 	case g.in <- e:
 		return nil
+	case <-g.stopped:
+		return fmt.Errorf("guard stopped: %w", g.runErr)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -218,7 +227,14 @@ func (g *Guard) Close() { close(g.in) }
 // started. Lockouts recorded in the catalog (by `custody incidents
 // contain` or released by `custody lockouts release`) are applied every
 // second.
-func (g *Guard) Run(ctx context.Context) error {
+func (g *Guard) Run(ctx context.Context) (err error) {
+	defer func() {
+		g.runErr = err
+		if err == nil {
+			g.runErr = errGuardClosed
+		}
+		close(g.stopped)
+	}()
 	defer g.bg.Wait()
 	g.learn(ctx)
 	if err := g.syncLockouts(ctx); err != nil {
@@ -368,5 +384,7 @@ func (g *Guard) record(ctx context.Context, kind, dataset, path, outcome string,
 	}
 	return nil
 }
+
+var errGuardClosed = errors.New("the guard was closed")
 
 var errNoLocker = errors.New("lockout is unavailable here (it needs root and fanotify)")

@@ -117,13 +117,20 @@ func (g *Guard) open(ctx context.Context, k principalKey, p watch.Principal, sev
 			inc.datasets[d.Name] = true
 		}
 	}
+	inc.since, inc.located = first, map[string]bool{}
+	for _, f := range inc.files {
+		if f.First.Before(inc.since) {
+			inc.since = f.First
+		}
+	}
 	rec := catalog.Incident{
 		State: catalog.IncidentOpen, Severity: sev.String(), UID: p.UID, User: p.User, Exe: p.Exe,
 		Datasets: sortedKeys(inc.datasets), FirstEvent: first, Recovery: map[string]string{},
 		Signals: incidentSignals(sigs),
 	}
 	for _, ds := range rec.Datasets {
-		if id := g.recoveryPoint(ctx, ds, first); id != "" {
+		inc.located[ds] = true
+		if id := g.recoveryPoint(ctx, ds, inc.since); id != "" {
 			rec.Recovery[ds] = id
 		}
 	}
@@ -182,7 +189,23 @@ func (g *Guard) grow(ctx context.Context, inc *liveIncident, sev Severity, sigs 
 
 // flushIncident stores inc's new signals, datasets and severity.
 func (g *Guard) flushIncident(ctx context.Context, inc *liveIncident) error {
+	rps := map[string]string{}
+	for _, ds := range sortedKeys(inc.datasets) {
+		if !inc.located[ds] {
+			if id := g.recoveryPoint(ctx, ds, inc.since); id != "" {
+				rps[ds] = id
+			}
+		}
+	}
 	_, err := g.db.UpdateIncident(ctx, inc.id, func(c *catalog.Incident) error {
+		for ds, id := range rps {
+			if _, ok := c.Recovery[ds]; !ok {
+				if c.Recovery == nil {
+					c.Recovery = map[string]string{}
+				}
+				c.Recovery[ds] = id
+			}
+		}
 		if ParseSeverity(c.Severity) < inc.severity && c.State == catalog.IncidentOpen { // fixed once contained
 			c.Severity = inc.severity.String()
 		}
@@ -194,6 +217,9 @@ func (g *Guard) flushIncident(ctx context.Context, inc *liveIncident) error {
 		return fmt.Errorf("guard: updating incident %d: %w", inc.id, err)
 	}
 	inc.signals = inc.signals[:0]
+	for ds := range inc.datasets {
+		inc.located[ds] = true
+	}
 	return nil
 }
 
@@ -283,6 +309,7 @@ func (g *Guard) lockOut(ctx context.Context, k principalKey, p watch.Principal, 
 		}
 	}
 	if outcome == "ok" {
+		inc.locked = true
 		_, err := g.db.UpdateIncident(ctx, inc.id, func(c *catalog.Incident) error {
 			if c.State == catalog.IncidentOpen {
 				c.State = catalog.IncidentContained
@@ -332,7 +359,7 @@ func (g *Guard) action(ctx context.Context, inc *liveIncident, what, outcome str
 // flushFiles stores the files open incidents touched since the last call.
 func (g *Guard) flushFiles(ctx context.Context) {
 	for _, inc := range g.incidents {
-		if len(inc.signals) > 0 {
+		if len(inc.signals) > 0 || len(inc.datasets) > len(inc.located) {
 			if err := g.flushIncident(ctx, inc); err != nil {
 				g.log.Warn("guard: storing signals", "incident", inc.id, "err", err)
 			}
@@ -375,7 +402,7 @@ func (g *Guard) syncLockouts(ctx context.Context) error {
 	}
 	// A released principal's next incident is a new one.
 	for k, inc := range g.incidents {
-		if k.known && inc.done["lockout"] && !wanted[k.uid] {
+		if k.known && inc.locked && !wanted[k.uid] {
 			delete(g.incidents, k)
 		}
 	}

@@ -43,6 +43,11 @@ func Restore(ctx context.Context, v *vault.Vault, inc catalog.Incident, files []
 		names = append(names, ds)
 	}
 	sort.Strings(names)
+	type plan struct {
+		ver        *vault.Version
+		root, qdir string
+	}
+	plans := map[string]plan{}
 	for _, ds := range names {
 		vid, ok := inc.Recovery[ds]
 		if !ok || vid == "" {
@@ -57,8 +62,12 @@ func Restore(ctx context.Context, v *vault.Vault, inc catalog.Incident, files []
 			return res, fmt.Errorf("recover: the recovery point %s of %s does not say where it was taken from; restore by hand with `custody restore`", vid, ds)
 		}
 		qdir := filepath.Join(filepath.Dir(root), ".custody-quarantine", "incident-"+strconv.FormatInt(inc.ID, 10), ds)
-		res.Quarantine = filepath.Dir(qdir)
-		if err := restoreDataset(ctx, v, ver, root, qdir, byDataset[ds], res); err != nil {
+		plans[ds] = plan{ver, root, qdir}
+	}
+	for _, ds := range names {
+		p := plans[ds]
+		res.Quarantine = filepath.Dir(p.qdir)
+		if err := restoreDataset(ctx, v, p.ver, p.root, p.qdir, byDataset[ds], res); err != nil {
 			return res, err
 		}
 	}
@@ -92,8 +101,11 @@ func restoreDataset(ctx context.Context, v *vault.Vault, ver *vault.Version, roo
 			return fmt.Errorf("recover %s: %w", rel, err)
 		}
 		dst := filepath.Join(root, rel)
+		if err := quarantineLinkedParents(root, rel, qdir, res); err != nil {
+			return err
+		}
 		if fi, err := os.Lstat(dst); err == nil && !fi.IsDir() {
-			q := filepath.Join(qdir, rel)
+			q := freeName(filepath.Join(qdir, rel))
 			if err := os.MkdirAll(filepath.Dir(q), 0o700); err != nil {
 				return fmt.Errorf("recover: quarantine: %w", err)
 			}
@@ -153,4 +165,51 @@ func slicesWithout(a, drop []string) []string {
 		}
 	}
 	return out
+}
+
+// freeName is p, or p.1, p.2, ..., the first that does not exist: a
+// second recovery never replaces evidence already in quarantine.
+func freeName(p string) string {
+	q := p
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(q); errors.Is(err, fs.ErrNotExist) {
+			return q
+		}
+		q = p + "." + strconv.Itoa(i)
+	}
+}
+
+// quarantineLinkedParents moves into quarantine the first parent of rel
+// under root that is not a real directory (a symbolic link planted in
+// its place), so that nothing outside root is moved or written through
+// it.
+func quarantineLinkedParents(root, rel, qdir string, res *RecoverResult) error {
+	dir := filepath.Dir(rel)
+	if dir == "." {
+		return nil
+	}
+	parts := strings.Split(dir, string(filepath.Separator))
+	for i := range parts {
+		p := filepath.Join(parts[:i+1]...)
+		fi, err := os.Lstat(filepath.Join(root, p))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("recover %s: %w", p, err)
+		}
+		if fi.IsDir() {
+			continue
+		}
+		q := freeName(filepath.Join(qdir, p))
+		if err := os.MkdirAll(filepath.Dir(q), 0o700); err != nil {
+			return fmt.Errorf("recover: quarantine: %w", err)
+		}
+		if err := os.Rename(filepath.Join(root, p), q); err != nil {
+			return fmt.Errorf("recover: quarantine %s: %w", p, err)
+		}
+		res.Quarantined = append(res.Quarantined, filepath.Join(root, p))
+		return nil
+	}
+	return nil
 }
