@@ -42,6 +42,9 @@ Variants: ` + strings.Join(drill.Variants, ", "),
 				return err
 			}
 			o.Exe, o.Logger = exe, g.log
+			if o.Variant == drill.Slow && !cmd.Flags().Changed("rate") {
+				o.Rate = drill.SlowRate
+			}
 			ctx := cmd.Context()
 			if dataset != "" {
 				from, cleanup, err := g.restoreLatest(ctx, dataset)

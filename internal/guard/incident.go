@@ -140,7 +140,6 @@ func (g *Guard) open(ctx context.Context, k principalKey, p watch.Principal, sev
 	}
 	inc.id = opened.ID
 	g.incidents[k] = inc
-	g.score.forget(k)
 	detail := map[string]string{"incident": strconv.FormatInt(inc.id, 10), "severity": sev.String(),
 		"principal": k.String(), "signals": summary(sigs)}
 	for ds, v := range rec.Recovery {
@@ -404,6 +403,7 @@ func (g *Guard) syncLockouts(ctx context.Context) error {
 	for k, inc := range g.incidents {
 		if k.known && inc.locked && !wanted[k.uid] {
 			delete(g.incidents, k)
+			g.score.forget(k)
 		}
 	}
 	return nil
