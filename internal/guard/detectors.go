@@ -14,8 +14,10 @@ func DefaultDetectors(sets []Dataset, canaries []string) []detect.Detector {
 			writers[d.Name] = d.Writers
 		}
 	}
+	burst := detect.NewBurst(detect.BurstOptions{})
 	return []detect.Detector{
-		detect.NewBurst(detect.BurstOptions{}),
+		burst,
+		detect.NewWipe(burst), // reads burst's counts: after it
 		detect.NewExtension(),
 		detect.NewRansomNote(),
 		detect.NewRandomness(),

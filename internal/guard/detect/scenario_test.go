@@ -13,8 +13,9 @@ import (
 // writes folded in (Detail "close-write") and its content sampled.
 
 func allDetectors() []Detector {
+	burst := NewBurst(BurstOptions{})
 	return []Detector{
-		NewBurst(BurstOptions{}), NewExtension(), NewRansomNote(), NewRandomness(), NewIntermittent(),
+		burst, NewWipe(burst), NewExtension(), NewRansomNote(), NewRandomness(), NewIntermittent(),
 		NewCanary([]string{"/d/!0000_data.csv"}), NewFrozen(nil), NewPolicy(nil),
 	}
 }
