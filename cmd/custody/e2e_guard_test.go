@@ -25,12 +25,17 @@ type incidentRow struct {
 	Actions    []struct{ Action, Outcome string }
 }
 
-// guardWhile runs `custody guard dir` while fn runs, then stops it.
+// guardWhile runs `custody guard [flags] dir` (no dir when "") while fn
+// runs, then stops it.
 func (e *env) guardWhile(dir string, flags []string, fn func()) result {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := e.command(ctx, nil, append(append([]string{"guard"}, flags...), dir)...)
+	args := append([]string{"guard"}, flags...)
+	if dir != "" {
+		args = append(args, dir)
+	}
+	cmd := e.command(ctx, nil, args...)
 	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -206,4 +211,50 @@ func readTree(t *testing.T, root string) map[string][]byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func TestGuardFromConfigEnforcesFrozenDatasets(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fanotify needs root")
+	}
+	e := newVault(t)
+	dir := watchedDir(t)
+	frozen, open := filepath.Join(dir, "release"), filepath.Join(dir, "scratch")
+	for _, d := range []string{frozen, open} {
+		if err := os.Mkdir(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o777); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "model.json"), []byte(`{"v": 1}`+"\n"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(d, "model.json"), 0o666); err != nil { // past the umask
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "custody.yaml")
+	yaml := fmt.Sprintf("guard:\n  canaries: false\ndatasets:\n  - name: release\n    path: %s\n    stage: deploy\n    frozen: true\n  - name: scratch\n    path: %s\n    stage: explore\n", frozen, open)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("config", "check", cfg)
+	r := e.guardWhile("", []string{"--config", cfg}, func() {
+		// Writing to the open dataset is nobody's business; to the frozen
+		// one it is an incident.
+		asNobody(t, `set -e; for i in 1 2 3; do echo x > "$1/new-$i.txt"; done; echo y > "$2/model.json"; sleep 0.5`, open, frozen)
+		time.Sleep(time.Second)
+	})
+	var incs []incidentRow
+	e.okJSON(&incs, "incidents", "list")
+	if len(incs) != 1 || len(incs[0].Datasets) != 1 || incs[0].Datasets[0] != "release" {
+		t.Fatalf("want one incident on release, got %+v\n%s", incs, r)
+	}
+	if show := e.ok("incidents", "show", "1"); !strings.Contains(show.stdout, "frozen") {
+		t.Errorf("the incident does not name the frozen detector:\n%s", show)
+	}
+	if bad := e.run("guard", "--config", cfg, "--frozen", "x"); bad.code != 2 {
+		t.Errorf("--config with --frozen: want exit 2\n%s", bad)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/daemon"
 	"github.com/custodyhq/custody/internal/guard"
 	"github.com/custodyhq/custody/internal/guard/detect"
@@ -23,6 +24,7 @@ import (
 )
 
 type guardFlags struct {
+	config   string
 	backend  string
 	datasets []string
 	frozen   []string
@@ -36,7 +38,7 @@ type guardFlags struct {
 func newGuardCmd(g *globals) *cobra.Command {
 	var f guardFlags
 	cmd := &cobra.Command{
-		Use:   "guard PATH... [--frozen DATASET] [--allow DATASET=UID,...] [--canaries] [--webhook URL] [--syslog]",
+		Use:   "guard PATH... [--config custody.yaml] [--frozen DATASET] [--allow DATASET=UID,...] [--canaries] [--webhook URL] [--syslog]",
 		Short: "Watch PATH, detect ransomware and malicious manipulation, and respond: snapshot, lock out, close the gate, alert (foreground)",
 		Long: `guard watches each PATH like 'custody watch' and runs the detectors on every
 event. An incident opens when a principal's signals add up; by severity the
@@ -46,14 +48,33 @@ pushes and destructive steps refuse), locks the principal out of the
 protected trees (its opens are denied) and freezes its processes, and alerts.
 Every action is in the audit ledger. Handle incidents with 'custody incidents'.
 
+With --config (or CUSTODY_CONFIG), the datasets, their policies (frozen,
+writers), the guard's settings and the alerts come from custody.yaml, and
+PATH, if given, picks which of its datasets to guard; the other flags are
+then refused.
+
 Lockouts are enforced while a guard runs (they need root and fanotify); they
 are kept in the catalog and applied again when a guard starts.`,
-		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.config == "" {
+				f.config = os.Getenv("CUSTODY_CONFIG")
+			}
+			if f.config != "" {
+				for _, name := range []string{"dataset", "frozen", "allow", "canaries", "process", "webhook", "syslog"} {
+					if cmd.Flags().Changed(name) {
+						return usagef("guard: --%s and --config: set it in the config file", name)
+					}
+				}
+				return g.runGuardConfig(cmd.Context(), args, f)
+			}
+			if len(args) == 0 {
+				return usagef("guard: give the PATHs to guard, or --config custody.yaml")
+			}
 			return g.runGuard(cmd.Context(), args, f)
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "read datasets, policies, guard settings and alerts from this custody.yaml; env CUSTODY_CONFIG")
 	fl.StringVar(&f.backend, "backend", "auto", "auto (fanotify as root, else inotify), fanotify or inotify")
 	fl.StringArrayVarP(&f.datasets, "dataset", "d", nil, "dataset name of each PATH, in order (default: its base name)")
 	fl.StringArrayVar(&f.frozen, "frozen", nil, "a dataset no one may write to (repeatable)")
@@ -137,8 +158,87 @@ func (g *globals) runGuard(ctx context.Context, args []string, f guardFlags) err
 	if err != nil {
 		return err
 	}
+	var alerts guard.Alerters
+	for _, u := range f.webhooks {
+		alerts = append(alerts, guard.Webhook{URL: u})
+	}
+	if f.syslog {
+		alerts = append(alerts, guard.Syslog{})
+	}
+	opts := guard.Options{Datasets: sets, Policy: guard.Policy{Process: f.process}}
+	if len(alerts) > 0 {
+		opts.Alert = alerts
+	}
+	return g.guardWith(ctx, roots, f.backend, f.canaries, opts)
+}
+
+// runGuardConfig guards the datasets of a custody.yaml.
+func (g *globals) runGuardConfig(ctx context.Context, args []string, f guardFlags) error {
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		return err
+	}
+	// Flags win over the environment, the environment over the file.
+	if g.vault == "" {
+		g.vault = cfg.Vault
+	}
+	if g.catalog == "" && os.Getenv("CUSTODY_CATALOG") == "" {
+		g.catalog = cfg.Catalog
+	}
+	pick := map[string]bool{}
+	for _, a := range args {
+		abs, err := filepath.Abs(a)
+		if err != nil {
+			return usagef("guard: %v", err)
+		}
+		pick[filepath.Clean(abs)] = true
+	}
+	var roots []daemon.Root
+	var sets []guard.Dataset
+	for i := range cfg.Datasets {
+		d := &cfg.Datasets[i]
+		if len(pick) > 0 && !pick[filepath.Clean(d.Path)] {
+			continue
+		}
+		delete(pick, filepath.Clean(d.Path))
+		if fi, err := os.Stat(d.Path); err != nil || !fi.IsDir() {
+			return fmt.Errorf("guard: dataset %s: %s is not a directory (%s)", d.Name, d.Path, f.config)
+		}
+		roots = append(roots, daemon.Root{Path: d.Path, Dataset: d.Name})
+		sets = append(sets, guard.Dataset{Name: d.Name, Path: d.Path, Frozen: d.Frozen, Writers: d.WriterUIDs()})
+	}
+	for p := range pick {
+		return usagef("guard: %s is not a dataset in %s", p, f.config)
+	}
+	if len(roots) == 0 {
+		return usagef("guard: %s has no datasets to guard", f.config)
+	}
+	gc := cfg.Guard
+	if !gc.Enabled {
+		return fmt.Errorf("guard: the guard is disabled in %s (guard.enabled: false)", f.config)
+	}
+	opts := guard.Options{Datasets: sets,
+		Thresholds: guard.Thresholds{Window: gc.Window, Warning: gc.Thresholds.Warning, Major: gc.Thresholds.Major, Critical: gc.Thresholds.Critical},
+		Policy: guard.Policy{Process: gc.Process, Snapshot: guard.ParseSeverity(gc.Respond.Snapshot),
+			Gate: guard.ParseSeverity(gc.Respond.Gate), Lockout: guard.ParseSeverity(gc.Respond.Lockout)}}
+	var alerts guard.Alerters
+	for _, w := range cfg.Alerts.Webhooks {
+		alerts = append(alerts, guard.Webhook{URL: string(w)})
+	}
+	if cfg.Alerts.Syslog {
+		alerts = append(alerts, guard.Syslog{})
+	}
+	if len(alerts) > 0 {
+		opts.Alert = alerts
+	}
+	return g.guardWith(ctx, roots, f.backend, gc.Canaries, opts)
+}
+
+// guardWith guards roots with opts.
+func (g *globals) guardWith(ctx context.Context, roots []daemon.Root, backend string, placeCanaries bool, opts guard.Options) error {
+	sets := opts.Datasets
 	var canaries []string
-	if f.canaries {
+	if placeCanaries {
 		for _, s := range sets {
 			c, err := detect.PlaceCanaries(s.Path, 3)
 			if err != nil {
@@ -154,7 +254,7 @@ func (g *globals) runGuard(ctx context.Context, args []string, f guardFlags) err
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400) // see watch
 	}
-	src, err := g.watchSource(f.backend, paths)
+	src, err := g.watchSource(backend, paths)
 	if err != nil {
 		return err
 	}
@@ -165,17 +265,7 @@ func (g *globals) runGuard(ctx context.Context, args []string, f guardFlags) err
 		if !src.Attributes() {
 			fmt.Fprintln(g.stderr, "note: inotify cannot tell who made a change: incidents will have no principal and lock no one out (run as root for fanotify)")
 		}
-		var alerts guard.Alerters
-		for _, u := range f.webhooks {
-			alerts = append(alerts, guard.Webhook{URL: u})
-		}
-		if f.syslog {
-			alerts = append(alerts, guard.Syslog{})
-		}
-		opts := guard.Options{Datasets: sets, Canaries: canaries, Policy: guard.Policy{Process: f.process}}
-		if len(alerts) > 0 {
-			opts.Alert = alerts
-		}
+		opts.Canaries = canaries
 		return daemon.Guard(ctx, v, rec, db, daemon.GuardOptions{Roots: roots, Source: src, Guard: opts, Logger: g.log,
 			Ready: func() { fmt.Fprintf(g.stderr, "guarding %d trees with %s; Ctrl-C stops\n", len(roots), src.Name()) }})
 	})

@@ -102,19 +102,25 @@ func (g *Guard) open(ctx context.Context, k principalKey, p watch.Principal, sev
 	inc := &liveIncident{severity: sev, done: map[string]bool{}, pids: map[int]bool{},
 		files: map[string]catalog.IncidentFile{}, datasets: map[string]bool{}, first: first}
 	// The incident starts at its first signal; what the principal touched
-	// from a little before it is evidence too (the detectors need a file
-	// or two to be sure).
+	// a little before it in the datasets the signals are about is evidence
+	// too (the detectors need a file or two to be sure). Its work in other
+	// datasets is not, until it is signalled or the incident is open.
+	signalled := map[string]bool{}
+	for _, s := range sigs {
+		if d := g.datasetOfPath(s.Path); d != nil {
+			signalled[d.Name] = true
+			inc.datasets[d.Name] = true
+		}
+	}
 	if r := g.touches[k]; r != nil {
 		for _, t := range r.since(first.Add(-10 * time.Second)) {
+			if !signalled[t.file.Dataset] {
+				continue
+			}
 			inc.addFile(t.file)
 			if t.pid > 0 {
 				inc.pids[t.pid] = true
 			}
-		}
-	}
-	for _, s := range sigs {
-		if d := g.datasetOfPath(s.Path); d != nil {
-			inc.datasets[d.Name] = true
 		}
 	}
 	inc.since, inc.located = first, map[string]bool{}
