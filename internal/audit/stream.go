@@ -25,6 +25,9 @@ type StreamOptions struct {
 	// Queue is how many encoded entries may wait for the appender before
 	// Add blocks (default 50,000).
 	Queue int
+	// Linger is how long a batch that found more entries waiting may wait
+	// for further ones before it is appended (default 20 ms).
+	Linger time.Duration
 }
 
 func (o *StreamOptions) defaults() {
@@ -39,6 +42,9 @@ func (o *StreamOptions) defaults() {
 	}
 	if o.Queue <= 0 {
 		o.Queue = 50_000
+	}
+	if o.Linger <= 0 {
+		o.Linger = 20 * time.Millisecond
 	}
 }
 
@@ -201,16 +207,31 @@ func (s *Stream) Run(ctx context.Context) (err error) {
 			}
 		case q := <-s.in:
 			take(q)
-			// Take what else is waiting, up to a batch, without waiting.
+			// Take what else is waiting, up to a batch; while entries
+			// keep coming, wait a little for more, so that a flood is
+			// appended in a few large transactions rather than many small.
+			linger := time.NewTimer(s.opts.Linger)
 		more:
 			for len(batch) < s.opts.MaxBatch {
 				select {
 				case q := <-s.in:
 					take(q)
+					continue
 				default:
+				}
+				if len(batch) == 1 {
+					break more // a lone entry goes at once
+				}
+				select {
+				case q := <-s.in:
+					take(q)
+				case <-linger.C:
+					break more
+				case <-ctx.Done():
 					break more
 				}
 			}
+			linger.Stop()
 			if err := flush(ctx); err != nil {
 				return err
 			}
