@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -113,7 +114,8 @@ func (g *globals) watchSource(name string, paths []string) (watch.Source, error)
 	return nil, usagef("watch: --backend %q: use auto, fanotify or inotify", name)
 }
 
-// eventLine is an event for people: time, kind, who, path.
+// eventLine is an event for people: time, kind, who, path. It is built by
+// appending, not fmt: a watcher prints tens of thousands a second.
 func eventLine(e watch.Event) string {
 	who := "unknown"
 	if p := e.Principal; p.Known() {
@@ -125,12 +127,31 @@ func eventLine(e watch.Event) string {
 			who += " (" + filepath.Base(p.Exe) + " " + strconv.Itoa(p.PID) + ")"
 		}
 	}
-	line := fmt.Sprintf("%s %-11s %-28s %s", e.Time.Local().Format("15:04:05.000"), e.Kind, who, displayPath(e.Path))
+	b := make([]byte, 0, 128)
+	b = e.Time.Local().AppendFormat(b, "15:04:05.000")
+	b = append(b, ' ')
+	b = appendPadded(b, string(e.Kind), 11)
+	b = append(b, ' ')
+	b = appendPadded(b, who, 28)
+	b = append(b, ' ')
+	b = append(b, displayPath(e.Path)...)
 	if e.OldPath != "" {
-		line += " (from " + displayPath(e.OldPath) + ")"
+		b = append(b, " (from "...)
+		b = append(b, displayPath(e.OldPath)...)
+		b = append(b, ')')
 	}
 	if e.Count > 1 {
-		line += fmt.Sprintf(" ×%d", e.Count)
+		b = append(b, " ×"...)
+		b = strconv.AppendInt(b, int64(e.Count), 10)
 	}
-	return line
+	return string(b)
+}
+
+// appendPadded appends s left-aligned in width runes, as %-*s does.
+func appendPadded(b []byte, s string, width int) []byte {
+	b = append(b, s...)
+	for n := utf8.RuneCountInString(s); n < width; n++ {
+		b = append(b, ' ')
+	}
+	return b
 }

@@ -203,38 +203,43 @@ func datasetOf(roots []Root, root string) string {
 // as \xNN escapes, and its exact bytes go in detail "path_b64" (and
 // "old_path_b64"), so nothing is lost.
 func Entry(e watch.Event, dataset string) ledger.Entry {
-	detail := map[string]string{}
-	for k, val := range e.Detail {
-		detail[k] = textPath(val, k, detail) // "moved_to" is a path too
+	// Most events have no detail: the map is made only when needed.
+	var detail map[string]string
+	set := func(k, v string) {
+		if detail == nil {
+			detail = make(map[string]string, len(e.Detail)+2)
+		}
+		detail[k] = v
 	}
-	path := textPath(e.Path, "path", detail)
+	for k, val := range e.Detail {
+		set(k, textPath(val, k, set)) // "moved_to" is a path too
+	}
+	path := textPath(e.Path, "path", set)
 	le := ledger.Entry{
 		Time: e.Time, Kind: "file." + string(e.Kind), Dataset: dataset, Path: path, Outcome: "ok",
-		Actor: ledger.Actor{UID: e.Principal.UID, User: e.Principal.User, PID: e.Principal.PID, Exe: textPath(e.Principal.Exe, "exe", detail)},
+		Actor: ledger.Actor{UID: e.Principal.UID, User: e.Principal.User, PID: e.Principal.PID, Exe: textPath(e.Principal.Exe, "exe", set)},
 	}
 	if e.OldPath != "" {
-		detail["old_path"] = textPath(e.OldPath, "old_path", detail)
+		set("old_path", textPath(e.OldPath, "old_path", set))
 	}
 	if e.Count > 1 {
-		detail["count"] = strconv.Itoa(e.Count)
+		set("count", strconv.Itoa(e.Count))
 	}
 	if e.Dir {
-		detail["dir"] = "1"
+		set("dir", "1")
 	}
-	if len(detail) > 0 {
-		le.Detail = detail
-	}
+	le.Detail = detail
 	return le
 }
 
 // textPath is p for a JSON document: p itself when it is UTF-8, else p
-// with each invalid byte as \xNN and its exact bytes, base64, in
-// detail[field+"_b64"].
-func textPath(p, field string, detail map[string]string) string {
+// with each invalid byte as \xNN, its exact bytes going, base64, to
+// set(field+"_b64", ...).
+func textPath(p, field string, set func(k, v string)) string {
 	if utf8.ValidString(p) {
 		return p
 	}
-	detail[field+"_b64"] = base64.StdEncoding.EncodeToString([]byte(p))
+	set(field+"_b64", base64.StdEncoding.EncodeToString([]byte(p)))
 	var b strings.Builder
 	for i := 0; i < len(p); {
 		r, n := utf8.DecodeRuneInString(p[i:])
