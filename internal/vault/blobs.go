@@ -68,6 +68,9 @@ func (v *Vault) SaveBlob(ctx context.Context, t BlobType, id ID, plaintext []byt
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	if len(plaintext) > v.maxRawLen(t) {
+		return 0, fmt.Errorf("save blob %s: %d bytes is more than a %s blob may hold (%d)", id.Short(), len(plaintext), t, v.maxRawLen(t))
+	}
 	v.mu.Lock()
 	if v.knownLocked(id) {
 		v.mu.Unlock()
@@ -247,7 +250,7 @@ func (v *Vault) LoadBlobInto(ctx context.Context, id ID, buf []byte) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}
-	plain, err := v.openBlob(id, sealed, int(loc.RawLen), buf[:0])
+	plain, err := v.openBlob(id, loc.Type, sealed, int(loc.RawLen), buf[:0])
 	if err != nil {
 		return nil, fmt.Errorf("load blob %s from pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}
@@ -272,7 +275,7 @@ func (v *Vault) locate(id ID) (location, error) {
 
 // openBlob authenticates a sealed blob, decrypting it in place (sealed is
 // overwritten), decodes it into dst and checks that it hashes to id.
-func (v *Vault) openBlob(id ID, sealed []byte, rawLen int, dst []byte) ([]byte, error) {
+func (v *Vault) openBlob(id ID, t BlobType, sealed []byte, rawLen int, dst []byte) ([]byte, error) {
 	framed, err := v.seal.openInPlace(sealed, blobAAD(id))
 	if err != nil {
 		return nil, err
@@ -285,10 +288,14 @@ func (v *Vault) openBlob(id ID, sealed []byte, rawLen int, dst []byte) ([]byte, 
 	case frameRaw:
 		plain = append(dst, framed[1:]...)
 	case frameZstd:
-		if rawLen > 2*v.cfg.Chunker.Max {
-			return nil, fmt.Errorf("blob claims %d bytes, more than any chunk", rawLen)
+		if rawLen > v.maxRawLen(t) {
+			return nil, fmt.Errorf("%s blob claims %d bytes, more than one may hold (%d)", t, rawLen, v.maxRawLen(t))
 		}
-		plain, err = v.zdec.DecodeAll(framed[1:], slices.Grow(dst, rawLen))
+		dec := v.zdec
+		if t == TreeBlob {
+			dec = v.zdecTree
+		}
+		plain, err = dec.DecodeAll(framed[1:], slices.Grow(dst, rawLen))
 		if err != nil {
 			return nil, fmt.Errorf("decompress: %w", err)
 		}
@@ -299,6 +306,20 @@ func (v *Vault) openBlob(id ID, sealed []byte, rawLen int, dst []byte) ([]byte, 
 		return nil, fmt.Errorf("%w: content does not hash to its id", ErrAuth)
 	}
 	return plain, nil
+}
+
+// MaxTreeBlob is the largest tree blob: one directory's entries, about
+// seven million of them. Data blobs are chunks, at most twice the
+// chunker's maximum.
+const MaxTreeBlob = 1 << 30
+
+// maxRawLen is the most plaintext a blob of type t may hold: what
+// decompression is allowed to produce.
+func (v *Vault) maxRawLen(t BlobType) int {
+	if t == TreeBlob {
+		return MaxTreeBlob
+	}
+	return 2 * v.cfg.Chunker.Max
 }
 
 // PackOf names the pack holding blob id (offsite locks protect a version's

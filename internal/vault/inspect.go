@@ -136,7 +136,7 @@ func (v *Vault) VerifyPack(ctx context.Context, id ID) ([]BlobInfo, []BlobDamage
 	}
 	for _, b := range blobs {
 		sealed := data[b.Offset : b.Offset+b.Length]
-		if _, err := v.openBlob(b.ID, sealed, int(b.RawLen), nil); err != nil {
+		if _, err := v.openBlob(b.ID, b.Type, sealed, int(b.RawLen), nil); err != nil {
 			damage = append(damage, BlobDamage{ID: b.ID, Err: err})
 		}
 	}

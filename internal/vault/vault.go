@@ -47,6 +47,7 @@ type Vault struct {
 	zenc     *zstd.Encoder
 	zfast    *zstd.Encoder
 	zdec     *zstd.Decoder
+	zdecTree *zstd.Decoder // trees may be larger than chunks
 	cacheDir string
 	log      *slog.Logger
 
@@ -195,6 +196,9 @@ func Open(ctx context.Context, be backend.Backend, passphrase string, opts Optio
 	v.zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(n), zstd.WithLowerEncoderMem(true))
 	v.zfast, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(n), zstd.WithLowerEncoderMem(true))
 	v.zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(n), zstd.WithDecoderMaxMemory(uint64(v.cfg.Chunker.Max)*2))
+	// Trees of huge directories (an image folder of a million files) are
+	// far larger than any chunk.
+	v.zdecTree, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxTreeBlob))
 	v.cacheDir = opts.CacheDir
 	if err := v.loadIndex(ctx); err != nil {
 		v.Close()
@@ -287,6 +291,7 @@ func (v *Vault) Close() error {
 		v.zenc.Close()
 		v.zfast.Close()
 		v.zdec.Close()
+		v.zdecTree.Close()
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -290,5 +291,36 @@ func TestKeysAddListRemove(t *testing.T) {
 	}
 	if _, err := Open(ctx, be, "secret", Options{CacheDir: t.TempDir()}); !errors.Is(err, ErrWrongPassphrase) {
 		t.Fatalf("removed passphrase still opens: %v", err)
+	}
+}
+
+// TestTreeBlobsLargerThanChunksRoundTrip: the tree of a directory with
+// hundreds of thousands of entries is far larger than any chunk, and must
+// load again (it did not: decompression was capped at the chunk size).
+func TestTreeBlobsLargerThanChunksRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	v, be := newTestVault(t)
+	var b []byte
+	for i := 0; len(b) <= 3*v.cfg.Chunker.Max; i++ {
+		b = fmt.Appendf(b, `{"name":"img-%09d.png","type":"file","mode":420,"size":%d,"mtime":%d},`, i, 1000+i%977, 1700000000+i)
+	}
+	id := v.BlobID(b)
+	if _, err := v.SaveBlob(ctx, TreeBlob, id, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v2 := openTestVault(t, be, "secret")
+	got, err := v2.LoadBlob(ctx, id)
+	if err != nil {
+		t.Fatalf("load a %d-byte tree: %v", len(b), err)
+	}
+	if !bytes.Equal(got, b) {
+		t.Fatal("the tree came back different")
+	}
+	// Data blobs keep the chunk bound.
+	if _, err := v.SaveBlob(ctx, DataBlob, v.BlobID(b), b); err == nil {
+		t.Error("a data blob larger than any chunk was saved")
 	}
 }
