@@ -32,6 +32,7 @@ func BenchmarkWatchToLedger(b *testing.B) {
 	ctx := context.Background()
 	v, _ := vaulttest.New(b)
 	var rate, createRate float64
+	var totalOverflows int
 	for range b.N {
 		base := os.Getenv("CUSTODY_BENCH_WATCH_DIR") // e.g. a tmpfs, where creation is not the limit
 		if base == "" {
@@ -56,11 +57,14 @@ func BenchmarkWatchToLedger(b *testing.B) {
 		}
 		wctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		var seen int
+		var seen, overflows int
 		go func() {
 			done <- Watch(wctx, v, rec, WatchOptions{Roots: []Root{{Path: dir, Dataset: "d"}}, Source: src, Event: func(e watch.Event) {
-				if e.Kind == watch.Create {
+				switch e.Kind {
+				case watch.Create:
 					seen++
+				case watch.Overflow:
+					overflows++
 				}
 			}})
 		}()
@@ -87,13 +91,15 @@ func BenchmarkWatchToLedger(b *testing.B) {
 		b.StopTimer()
 		size, _ := db.Size(ctx)
 		if size < int64(n) {
-			b.Fatalf("%d of %d creations reached the ledger", size, n)
+			b.Fatalf("%d of %d creations reached the ledger (%d overflows)", size, n, overflows)
 		}
+		totalOverflows += overflows
 		rate += float64(n) / took.Seconds()
 		createRate += float64(n) / created.Seconds()
 		db.Close()
 	}
 	b.ReportMetric(rate/float64(b.N), "events/s")
 	b.ReportMetric(createRate/float64(b.N), "creates/s")
+	b.ReportMetric(float64(totalOverflows)/float64(b.N), "overflows")
 	b.ReportMetric(0, "ns/op")
 }

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,8 +60,9 @@ var kindBits = [...]struct {
 // directory handles and names (FAN_REPORT_DFID_NAME_TARGET) and a pidfd
 // per event (FAN_REPORT_PIDFD), marking each filesystem holding a root
 // (FAN_MARK_FILESYSTEM) and keeping, in user space, the events under the
-// roots. The queue is bounded (no FAN_UNLIMITED_QUEUE): when it
-// overflows, every root gets an Overflow event and the caller rescans.
+// roots. The queue is bounded (no FAN_UNLIMITED_QUEUE; see queueLimit):
+// when it overflows, every root gets an Overflow event and the caller
+// rescans.
 //
 // What it reports:
 //   - Paths are absolute, under the root as the caller named it, with the
@@ -146,6 +149,7 @@ func NewFanotify(roots []string, opts FanotifyOptions) (*Fanotify, error) {
 		wr = append(wr, watchedRoot{given: given, real: real})
 	}
 
+	raiseQueueLimit(log)
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|
 		unix.FAN_REPORT_DFID_NAME_TARGET|unix.FAN_REPORT_PIDFD, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_LARGEFILE)
 	if err != nil {
@@ -178,6 +182,35 @@ func NewFanotify(roots []string, opts FanotifyOptions) (*Fanotify, error) {
 		}
 	}
 	return f, nil
+}
+
+// queueLimit is the fanotify queue length the watcher asks for: the
+// kernel's default, 16,384 events, overflows within a tenth of a second
+// of a writer creating 100,000 files a second whenever the reader pauses
+// (a collection, a database checkpoint). Each queued event holds about
+// 100 bytes of kernel memory, so this bounds it near 25 MiB.
+const queueLimit = 1 << 18
+
+// maxQueuedEvents is the sysctl a new group's queue length is read from.
+const maxQueuedEvents = "/proc/sys/fs/fanotify/max_queued_events"
+
+// raiseQueueLimit raises the system's fanotify queue length to queueLimit
+// when it is lower (it never lowers it), before the group is made: the
+// kernel reads it then. It needs root; without, the default stays.
+func raiseQueueLimit(log *slog.Logger) {
+	b, err := os.ReadFile(maxQueuedEvents)
+	if err != nil {
+		return
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n >= queueLimit {
+		return
+	}
+	if err := os.WriteFile(maxQueuedEvents, []byte(strconv.Itoa(queueLimit)), 0); err != nil {
+		log.Info("fanotify: the kernel queue stays at its limit; bursts may overflow it (and be rescanned)", "limit", n, "err", err)
+		return
+	}
+	log.Info("fanotify: raised the kernel queue limit", "from", n, "to", queueLimit)
 }
 
 // markFilesystem marks the filesystem holding dir, once, and keeps dir
