@@ -107,10 +107,12 @@ type Fanotify struct {
 	log   *slog.Logger
 	self  int32
 
-	running   atomic.Bool
-	closeOnce sync.Once
-	closeErr  error
-	unplaced  int // events dropped because their directory could not be found
+	running    atomic.Bool
+	closeOnce  sync.Once
+	wakeMu     sync.Mutex // guards the eventfd against a late interrupt
+	wakeClosed bool
+	closeErr   error
+	unplaced   int // events dropped because their directory could not be found
 }
 
 // NewFanotify returns a Source watching roots (absolute directory paths)
@@ -260,7 +262,10 @@ func (f *Fanotify) Attributes() bool { return true }
 func (f *Fanotify) Close() error {
 	f.closeOnce.Do(func() {
 		f.closeErr = unix.Close(f.fd)
+		f.wakeMu.Lock()
 		unix.Close(f.wake)
+		f.wakeClosed = true
+		f.wakeMu.Unlock()
 		for _, fd := range f.dirs.mounts {
 			unix.Close(fd)
 		}
@@ -337,7 +342,16 @@ func (f *Fanotify) read(ctx context.Context, buf []byte) (int, error) {
 }
 
 // interrupt wakes a read waiting in poll.
+//
+// It holds wakeMu so that it never writes to the eventfd's number once
+// Close has closed it (and the number may name another file): ctx can
+// end while Run is returning.
 func (f *Fanotify) interrupt() {
+	f.wakeMu.Lock()
+	defer f.wakeMu.Unlock()
+	if f.wakeClosed {
+		return
+	}
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
 	unix.Write(f.wake, one[:])
