@@ -143,7 +143,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(
 		newInitCmd(g), newSnapshotCmd(g), newLogCmd(g), newLsCmd(g), newDiffCmd(g),
 		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g), newCatalogCmd(g), newGateCmd(g), newOffsiteCmd(g), newLockCmd(g), newWatchCmd(g), newReportCmd(g),
-		newGuardCmd(g), newIncidentsCmd(g), newLockoutsCmd(g), newDrillCmd(g), newDrillWorkerCmd(g), newConfigCmd(g),
+		newGuardCmd(g), newIncidentsCmd(g), newLockoutsCmd(g), newDrillCmd(g), newDrillWorkerCmd(g), newConfigCmd(g), newTokenCmd(g),
 	)
 	return root
 }
