@@ -30,10 +30,8 @@ package lockout
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -42,6 +40,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/custodyhq/custody/internal/fanotify"
 )
 
 var (
@@ -100,8 +100,8 @@ type Options struct {
 // Lockout denies opens under its roots to locked uids. Lock, Release,
 // Locked, Denied and Dropped may be called from any goroutine.
 type Lockout struct {
-	fd    int // the fanotify group, non-blocking
-	wake  int // an eventfd that ends a wait in poll
+	group *fanotify.Group
+	fd    int // group's descriptor, for marks and replies
 	roots []root
 	marks []string // one path on each filesystem holding a root
 	self  int
@@ -156,10 +156,9 @@ func New(roots []string, opts Options) (*Lockout, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: fanotify_init: %w", ErrUnavailable, err)
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	group, err := fanotify.Open(fd)
 	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("lockout: eventfd: %w", err)
+		return nil, fmt.Errorf("lockout: %w", err)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -169,7 +168,7 @@ func New(roots []string, opts Options) (*Lockout, error) {
 	if every <= 0 {
 		every = 10 * time.Second
 	}
-	l := &Lockout{fd: fd, wake: wake, roots: rs, marks: marks, self: os.Getpid(), log: log,
+	l := &Lockout{group: group, fd: fd, roots: rs, marks: marks, self: os.Getpid(), log: log,
 		onDenied: opts.OnDenied, reportEvery: every}
 	l.locked.Store(new([]uint32))
 	return l, nil
@@ -276,9 +275,7 @@ func (l *Lockout) closeLocked() error {
 	}
 	l.closed = true
 	l.marked = false
-	err := unix.Close(l.fd)
-	unix.Close(l.wake)
-	return err
+	return l.group.Close()
 }
 
 // Run answers permission events until ctx is done (it returns ctx.Err())
@@ -333,7 +330,7 @@ func (l *Lockout) Run(ctx context.Context) error {
 
 // serve reads and answers events until ctx is done.
 func (l *Lockout) serve(ctx context.Context, reports chan<- Denial) error {
-	stop := context.AfterFunc(ctx, l.interrupt)
+	stop := context.AfterFunc(ctx, l.group.Interrupt)
 	defer stop()
 	a := newAnswerer(l, reports)
 	buf := make([]byte, readBufSize)
@@ -348,50 +345,23 @@ func (l *Lockout) serve(ctx context.Context, reports chan<- Denial) error {
 	}
 }
 
-// read reads what the group holds into buf, waiting in poll(2) while it
-// holds nothing, until ctx is done. Errors the kernel met opening an
-// event's file (it denied that open itself) are logged and read past.
+// read reads what the group holds, waiting while it holds nothing, until
+// ctx is done. Errors the kernel met opening an event's file (it denied
+// that open itself) are logged and read past.
 func (l *Lockout) read(ctx context.Context, buf []byte) (int, error) {
-	fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.wake), Events: unix.POLLIN}}
 	var lastWarn time.Time
 	for {
-		if err := ctx.Err(); err != nil {
-			return 0, err
+		n, err := l.group.Read(ctx, buf)
+		if err == nil || ctx.Err() != nil {
+			return n, err
 		}
-		n, err := unix.Read(l.fd, buf)
-		switch {
-		case err == nil && n > 0:
-			return n, nil
-		case err == nil:
-			return 0, fmt.Errorf("lockout: read: %w", io.ErrUnexpectedEOF)
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EBADF), errors.Is(err, unix.EINVAL), errors.Is(err, unix.EFAULT):
+		switch errno, ok := err.(unix.Errno); {
+		case !ok, errno == unix.EBADF, errno == unix.EINVAL, errno == unix.EFAULT:
 			return 0, fmt.Errorf("lockout: read: %w", err)
-		case !errors.Is(err, unix.EAGAIN):
-			if time.Since(lastWarn) > time.Minute {
-				lastWarn = time.Now()
-				l.log.Warn("lockout: the kernel could not open a file for an event and denied that open", "err", err)
-			}
-			continue
 		}
-		// ctx ending writes to l.wake, so this returns even if it ended
-		// just after the check above.
-		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, unix.EINTR) {
-			return 0, fmt.Errorf("lockout: poll: %w", err)
+		if time.Since(lastWarn) > time.Minute {
+			lastWarn = time.Now()
+			l.log.Warn("lockout: the kernel could not open a file for an event and denied that open", "err", err)
 		}
 	}
-}
-
-// interrupt wakes a read waiting in poll. It holds l.mu so that it never
-// writes to the eventfd's number once closed and perhaps reused.
-func (l *Lockout) interrupt() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return
-	}
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	unix.Write(l.wake, one[:])
 }
