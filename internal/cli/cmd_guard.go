@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -88,9 +87,6 @@ are kept in the catalog and applied again when a guard starts.`,
 
 // guardRoots turns the guard's paths and flags into roots and datasets.
 func guardRoots(args []string, f guardFlags) ([]daemon.Root, []guard.Dataset, error) {
-	if len(f.datasets) > 0 && len(f.datasets) != len(args) {
-		return nil, nil, usagef("guard: give one --dataset per PATH, or none (each PATH's base name)")
-	}
 	switch f.process {
 	case "freeze", "kill", "none":
 	default:
@@ -110,25 +106,13 @@ func guardRoots(args []string, f guardFlags) ([]daemon.Root, []guard.Dataset, er
 			allow[name] = append(allow[name], uint32(n))
 		}
 	}
-	var roots []daemon.Root
+	roots, err := watchRoots("guard", args, f.datasets)
+	if err != nil {
+		return nil, nil, err
+	}
 	var sets []guard.Dataset
-	for i, a := range args {
-		abs, err := filepath.Abs(a)
-		if err != nil {
-			return nil, nil, usagef("guard: %v", err)
-		}
-		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
-			return nil, nil, usagef("guard: %s is not a directory", a)
-		}
-		name := filepath.Base(abs)
-		if len(f.datasets) > 0 {
-			name = f.datasets[i]
-		}
-		if err := checkDataset(name); err != nil {
-			return nil, nil, err
-		}
-		roots = append(roots, daemon.Root{Path: abs, Dataset: name})
-		sets = append(sets, guard.Dataset{Name: name, Path: abs, Writers: allow[name]})
+	for _, r := range roots {
+		sets = append(sets, guard.Dataset{Name: r.Dataset, Path: r.Path, Writers: allow[r.Dataset]})
 	}
 	for _, fz := range f.frozen {
 		found := false
@@ -251,9 +235,7 @@ func (g *globals) guardWith(ctx context.Context, roots []daemon.Root, backend st
 	for i, r := range roots {
 		paths[i] = r.Path
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400) // see watch
-	}
+	watcherGC()
 	src, err := g.watchSource(backend, paths)
 	if err != nil {
 		return err

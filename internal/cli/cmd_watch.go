@@ -29,34 +29,15 @@ func newWatchCmd(g *globals) *cobra.Command {
 		Short: "Record who changes which file under PATH, in real time, into the audit ledger (foreground; events stream out)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(datasets) > 0 && len(datasets) != len(args) {
-				return usagef("watch: give one --dataset per PATH, or none (each PATH's base name)")
+			roots, err := watchRoots("watch", args, datasets)
+			if err != nil {
+				return err
 			}
-			var roots []daemon.Root
-			var paths []string
-			for i, a := range args {
-				abs, err := filepath.Abs(a)
-				if err != nil {
-					return usagef("watch: %v", err)
-				}
-				if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
-					return usagef("watch: %s is not a directory", a)
-				}
-				r := daemon.Root{Path: abs, Dataset: filepath.Base(abs)}
-				if len(datasets) > 0 {
-					r.Dataset = datasets[i]
-				}
-				if err := checkDataset(r.Dataset); err != nil {
-					return err
-				}
-				roots, paths = append(roots, r), append(paths, abs)
+			paths := make([]string, len(roots))
+			for i, r := range roots {
+				paths[i] = r.Path
 			}
-			// main's GC setting suits snapshots' big short-lived buffers; a
-			// watcher's heap is small and its garbage steady, and every
-			// collection is CPU taken from the writers it watches.
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(400)
-			}
+			watcherGC()
 			src, err := g.watchSource(backendName, paths)
 			if err != nil {
 				return err
@@ -91,6 +72,43 @@ func newWatchCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&backendName, "backend", "auto", "auto (fanotify as root, else inotify), fanotify or inotify")
 	cmd.Flags().StringArrayVarP(&datasets, "dataset", "d", nil, "dataset name of each PATH, in order (default: its base name)")
 	return cmd
+}
+
+// watchRoots turns a watching command's PATHs (and its --dataset names,
+// one per PATH or none) into roots.
+func watchRoots(cmd string, args, datasets []string) ([]daemon.Root, error) {
+	if len(datasets) > 0 && len(datasets) != len(args) {
+		return nil, usagef("%s: give one --dataset per PATH, or none (each PATH's base name)", cmd)
+	}
+	var roots []daemon.Root
+	for i, a := range args {
+		abs, err := filepath.Abs(a)
+		if err != nil {
+			return nil, usagef("%s: %v", cmd, err)
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return nil, usagef("%s: %s is not a directory", cmd, a)
+		}
+		r := daemon.Root{Path: abs, Dataset: filepath.Base(abs)}
+		if len(datasets) > 0 {
+			r.Dataset = datasets[i]
+		}
+		if err := checkDataset(r.Dataset); err != nil {
+			return nil, err
+		}
+		roots = append(roots, r)
+	}
+	return roots, nil
+}
+
+// watcherGC sets the collector for a long-running watcher: main's setting
+// suits snapshots' big short-lived buffers, but a watcher's heap is small
+// and its garbage steady, and every collection is CPU taken from the
+// writers it watches. GOGC, when set, wins.
+func watcherGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }
 
 // watchSource picks the event source.
