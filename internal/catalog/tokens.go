@@ -30,6 +30,7 @@ type Token struct {
 	Name      string   // unique among active tokens
 	Role      string   // RoleAdmin, RoleOperator, RoleDataScientist or RoleAuditor
 	Stages    []string // data-scientist only: the pipeline stages it may read, sorted (empty: none)
+	UID       *uint32  // the OS user the token acts for, whose lockout suspends it; nil: none
 	Created   time.Time
 	Expires   time.Time // zero: never
 	Revoked   time.Time // zero: active
@@ -56,6 +57,10 @@ var ErrNoToken = errors.New("catalog: no such token")
 // ErrTokenExists: an active token already has the name.
 var ErrTokenExists = errors.New("catalog: an active token already has that name")
 
+// ErrBadToken: a token to create has a bad name, role or stages; the
+// error says which.
+var ErrBadToken = errors.New("catalog: create token")
+
 // ErrTokenRevoked: the token was already revoked.
 var ErrTokenRevoked = errors.New("catalog: the token was already revoked")
 
@@ -67,7 +72,7 @@ const tokenIDPrefix = "tok_"
 // once per interval per token, so a busy token costs no write per request.
 const touchInterval = time.Minute
 
-const tokenCols = `id, name, role, stages, secret_hash, created, expires, revoked, suspended, last_used, created_by`
+const tokenCols = `id, name, role, stages, secret_hash, created, expires, revoked, suspended, last_used, created_by, uid`
 
 // CreateToken stores t with secretHash, the 32-byte hash of its secret
 // (never the secret), and returns it with its ID assigned; Created is set
@@ -79,7 +84,7 @@ func (db *DB) CreateToken(ctx context.Context, t Token, secretHash []byte) (Toke
 	}
 	t, err := checkToken(t, secretHash)
 	if err != nil {
-		return Token{}, fmt.Errorf("catalog: create token: %w", err)
+		return Token{}, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}
 	var id [8]byte
 	rand.Read(id[:])
@@ -107,8 +112,12 @@ func (db *DB) CreateToken(ctx context.Context, t Token, secretHash []byte) (Toke
 	if n > 0 {
 		return Token{}, fmt.Errorf("%w: %q; revoke it first (`custody token revoke %s`) or choose another name", ErrTokenExists, t.Name, t.Name)
 	}
-	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, $8)`),
-		t.ID, t.Name, t.Role, strings.Join(t.Stages, ","), t.Hash, created, nanosOrZero(t.Expires), t.CreatedBy); err != nil {
+	var uid any // NULL without one
+	if t.UID != nil {
+		uid = int64(*t.UID)
+	}
+	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, $8, $9)`),
+		t.ID, t.Name, t.Role, strings.Join(t.Stages, ","), t.Hash, created, nanosOrZero(t.Expires), t.CreatedBy, uid); err != nil {
 		return Token{}, fmt.Errorf("catalog: create token %s: %w", t.Name, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -158,6 +167,10 @@ func checkToken(t Token, secretHash []byte) (Token, error) {
 			t.Expires.Format(time.RFC3339), t.Created.Format(time.RFC3339))
 	}
 	t.Revoked, t.Suspended, t.LastUsed = time.Time{}, time.Time{}, time.Time{}
+	if t.UID != nil {
+		uid := *t.UID // not the caller's variable
+		t.UID = &uid
+	}
 	return t, nil
 }
 
@@ -252,6 +265,43 @@ func (db *DB) SuspendToken(ctx context.Context, id string, at time.Time, suspend
 	return db.token(ctx, id)
 }
 
+// SuspendTokensOf suspends, from at, every token of OS user uid that is
+// active at at and not suspended yet, or with suspend false lifts the
+// suspension of every such token that is suspended, and returns the
+// tokens it changed, oldest first. The guard calls it when it locks uid
+// out and when the lockout is released; a token already in the wanted
+// state (suspended by an earlier lockout) is left as it is and not
+// returned, so the caller records only what changed.
+func (db *DB) SuspendTokensOf(ctx context.Context, uid uint32, at time.Time, suspend bool) ([]Token, error) {
+	n, err := unixNanos("suspension time", at)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: suspend the tokens of uid %d: %w", uid, err)
+	}
+	set, was := "$1", "suspended = 0"
+	if !suspend {
+		set, was = "0", "suspended <> 0"
+	}
+	// One statement: a token created meanwhile is either changed or not
+	// yet there, never half-seen.
+	rs, err := db.db.QueryContext(ctx, db.q(`UPDATE tokens SET suspended = `+set+`
+		WHERE uid = $2 AND `+was+` AND revoked = 0 AND (expires = 0 OR expires > $1)
+		RETURNING `+tokenCols), n, int64(uid))
+	if err != nil {
+		return nil, fmt.Errorf("catalog: suspend the tokens of uid %d: %w", uid, err)
+	}
+	ts, err := scanTokens(rs)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: suspend the tokens of uid %d: %w", uid, err)
+	}
+	slices.SortFunc(ts, func(a, b Token) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return ts, nil
+}
+
 // TouchToken records that token id was used at at, unless the recorded
 // last use is less than a minute older: a busy token costs one write a
 // minute, not one a request. An unknown id is not an error (nothing is
@@ -284,27 +334,38 @@ func (db *DB) tokens(ctx context.Context, where string, args ...any) ([]Token, e
 	if err != nil {
 		return nil, fmt.Errorf("catalog: tokens: %w", err)
 	}
+	out, err := scanTokens(rs)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: tokens: %w", err)
+	}
+	return out, nil
+}
+
+// scanTokens reads and closes rs.
+func scanTokens(rs *sql.Rows) ([]Token, error) {
 	defer rs.Close()
 	var out []Token
 	for rs.Next() {
 		t, err := scanToken(rs)
 		if err != nil {
-			return nil, fmt.Errorf("catalog: tokens: %w", err)
+			return nil, err
 		}
 		out = append(out, t)
 	}
-	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("catalog: tokens: %w", err)
-	}
-	return out, nil
+	return out, rs.Err()
 }
 
 func scanToken(rs *sql.Rows) (Token, error) {
 	var t Token
 	var stages string
 	var created, expires, revoked, suspended, lastUsed int64
-	if err := rs.Scan(&t.ID, &t.Name, &t.Role, &stages, &t.Hash, &created, &expires, &revoked, &suspended, &lastUsed, &t.CreatedBy); err != nil {
+	var uid sql.NullInt64
+	if err := rs.Scan(&t.ID, &t.Name, &t.Role, &stages, &t.Hash, &created, &expires, &revoked, &suspended, &lastUsed, &t.CreatedBy, &uid); err != nil {
 		return Token{}, err
+	}
+	if uid.Valid {
+		u := uint32(uid.Int64)
+		t.UID = &u
 	}
 	if stages != "" {
 		t.Stages = strings.Split(stages, ",")

@@ -110,6 +110,12 @@ func newAuditLogCmd(g *globals) *cobra.Command {
 		Short: "Search the audit trail: who did what, when, on which dataset and path",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return g.remoteAuditLog(cmd.Context(), c, f)
+			}
 			q, err := f.query()
 			if err != nil {
 				return err

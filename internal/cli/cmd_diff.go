@@ -16,6 +16,12 @@ func newDiffCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return g.remoteDiff(ctx, c, args[0], args[1])
+			}
 			v, err := g.openVault(ctx)
 			if err != nil {
 				return err

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/user"
 	"strconv"
@@ -53,6 +52,12 @@ func parseIncidentID(s string) (int64, error) {
 }
 
 func (g *globals) listIncidents(ctx context.Context) error {
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return g.remoteIncidents(ctx, c)
+	}
 	return g.withAudit(ctx, func(_ *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
 		incs, err := db.Incidents(ctx)
 		if err != nil {
@@ -69,31 +74,27 @@ func (g *globals) listIncidents(ctx context.Context) error {
 		fmt.Fprintln(tw, "ID\tOPENED\tSTATE\tSEVERITY\tPRINCIPAL\tDATASETS\tSIGNALS")
 		for _, in := range incs {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", in.ID, in.Opened.Local().Format(time.DateTime), in.State, in.Severity,
-				principalLabel(in.UID, in.User), strings.Join(in.Datasets, ","), len(in.Signals)+in.SignalsDropped)
+				guard.PrincipalLabel(in.UID, in.User), strings.Join(in.Datasets, ","), len(in.Signals)+in.SignalsDropped)
 		}
 		return tw.Flush()
 	})
 }
 
-func principalLabel(uid *uint32, name string) string {
-	switch {
-	case name != "" && uid != nil:
-		return fmt.Sprintf("%s (uid %d)", name, *uid)
-	case uid != nil:
-		return fmt.Sprintf("uid %d", *uid)
-	}
-	return "unknown"
-}
-
 func (g *globals) showIncident(ctx context.Context, arg string) error {
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return g.remoteIncidentStep(ctx, c, arg, "", nil)
+	}
 	id, err := parseIncidentID(arg)
 	if err != nil {
 		return err
 	}
-	return g.withAudit(ctx, func(_ *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
-		in, err := db.Incident(ctx, id)
+	return g.withAudit(ctx, func(v *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
+		in, err := g.manager(v, db).Incident(ctx, id)
 		if err != nil {
-			return incidentErr(id, err)
+			return err
 		}
 		files, err := db.IncidentFiles(ctx, id)
 		if err != nil {
@@ -107,7 +108,7 @@ func (g *globals) showIncident(ctx context.Context, arg string) error {
 		}
 		w := g.stdout
 		fmt.Fprintf(w, "incident %d: %s, %s\n", in.ID, in.State, in.Severity)
-		fmt.Fprintf(w, "principal:   %s %s\n", principalLabel(in.UID, in.User), in.Exe)
+		fmt.Fprintf(w, "principal:   %s %s\n", guard.PrincipalLabel(in.UID, in.User), in.Exe)
 		fmt.Fprintf(w, "opened:      %s (first malicious event %s)\n", in.Opened.Local().Format(time.RFC3339), in.FirstEvent.Local().Format(time.RFC3339Nano))
 		fmt.Fprintf(w, "datasets:    %s\n", strings.Join(in.Datasets, ", "))
 		for ds, v := range in.Recovery {
@@ -137,138 +138,85 @@ func (g *globals) showIncident(ctx context.Context, arg string) error {
 	})
 }
 
-func incidentErr(id int64, err error) error {
-	if errors.Is(err, catalog.ErrNoIncident) {
-		return fmt.Errorf("no incident %d (see 'custody incidents list')", id)
-	}
-	return err
-}
-
-// transition moves an incident to state and records it.
-func (g *globals) transition(ctx context.Context, v *vault.Vault, db *catalog.DB, id int64, state string, detail map[string]string, apply func(*catalog.Incident) error) (catalog.Incident, error) {
-	who := audit.Self()
-	in, err := db.UpdateIncident(ctx, id, func(c *catalog.Incident) error {
-		if apply != nil {
-			if err := apply(c); err != nil {
-				return err
-			}
-		}
-		c.State = state
-		c.Actions = append(c.Actions, catalog.IncidentAction{Time: time.Now().UTC(), Action: "state " + state, Outcome: "ok", By: who.User})
-		return nil
-	})
-	if detail == nil {
-		detail = map[string]string{}
-	}
-	detail["incident"] = strconv.FormatInt(id, 10)
-	kind := map[string]string{catalog.IncidentContained: "contain", catalog.IncidentRecovered: "recover", catalog.IncidentFalsePositive: "false-positive"}[state]
-	e := ledger.Entry{Kind: "incident." + kind, Detail: detail}
-	if aerr := g.audited(ctx, v, &e, err); aerr != nil {
-		return in, incidentErr(id, aerr)
-	}
-	return in, nil
+// manager is the guard's Manager acting as this process's user, recording
+// through the command's audit trail.
+func (g *globals) manager(v *vault.Vault, db *catalog.DB) *guard.Manager {
+	return &guard.Manager{Vault: v, DB: db, By: audit.Self().User,
+		Record: func(ctx context.Context, e ledger.Entry, err error) error { return g.audited(ctx, v, &e, err) }}
 }
 
 func (g *globals) containIncident(ctx context.Context, arg string) error {
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return g.remoteIncidentStep(ctx, c, arg, "contain", nil)
+	}
 	id, err := parseIncidentID(arg)
 	if err != nil {
 		return err
 	}
 	return g.withAudit(ctx, func(v *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
-		in, err := db.Incident(ctx, id)
+		res, err := g.manager(v, db).Contain(ctx, id)
 		if err != nil {
-			return incidentErr(id, err)
-		}
-		if in.UID == nil || *in.UID == 0 {
-			return fmt.Errorf("incident %d: its principal is %s, which cannot be locked out; stop its processes by hand", id, principalLabel(in.UID, in.User))
-		}
-		who := audit.Self().User
-		if err := db.AddLockout(ctx, catalog.Lockout{UID: *in.UID, User: in.User, Incident: id, Since: time.Now().UTC(), By: who}); err != nil {
 			return err
 		}
-		le := ledger.Entry{Kind: "lockout", Detail: map[string]string{"incident": strconv.FormatInt(id, 10), "uid": strconv.FormatUint(uint64(*in.UID), 10)}}
-		if err := g.audited(ctx, v, &le, nil); err != nil {
-			return err
+		in := res.Incident
+		fmt.Fprintf(g.stdout, "incident %d contained: %s locked out (a running guard enforces it), gate %s closed\n", id, guard.PrincipalLabel(in.UID, in.User), res.Gate.ID)
+		if n := len(res.Suspended); n > 0 {
+			fmt.Fprintf(g.stderr, "%d API token(s) of %s suspended until 'custody lockouts release'\n", n, guard.PrincipalLabel(in.UID, in.User))
 		}
-		gate, err := db.CloseGate(ctx, "", fmt.Sprintf("incident %d contained by %s", id, who), who, time.Now().UTC())
-		ge := ledger.Entry{Kind: "gate.close", Detail: map[string]string{"incident": strconv.FormatInt(id, 10), "gate": gate.ID}}
-		if err := g.audited(ctx, v, &ge, err); err != nil {
-			return err
-		}
-		if _, err := g.transition(ctx, v, db, id, catalog.IncidentContained, nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(g.stdout, "incident %d contained: %s locked out (a running guard enforces it), gate %s closed\n", id, principalLabel(in.UID, in.User), gate.ID)
 		return nil
 	})
 }
 
 func (g *globals) recoverIncident(ctx context.Context, arg string, restore bool) error {
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return g.remoteIncidentStep(ctx, c, arg, "recover", map[string]bool{"restore": restore})
+	}
 	id, err := parseIncidentID(arg)
 	if err != nil {
 		return err
 	}
 	return g.withAudit(ctx, func(v *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
-		in, err := db.Incident(ctx, id)
-		if err != nil {
-			return incidentErr(id, err)
+		res, err := g.manager(v, db).Recover(ctx, id, restore)
+		if err == nil {
+			fmt.Fprintf(g.stderr, "incident %d recovered; lockouts and the gate stay until released: 'custody lockouts release', 'custody gate open'\n", id)
 		}
-		detail := map[string]string{}
-		if restore {
-			files, err := db.IncidentFiles(ctx, id)
-			if err != nil {
-				return err
-			}
-			res, rerr := guard.Restore(ctx, v, in, files)
-			if res != nil {
-				detail["restored"] = strconv.Itoa(len(res.Restored))
-				detail["quarantined"] = strconv.Itoa(len(res.Quarantined))
-				detail["quarantine"] = res.Quarantine
-			}
-			if rerr != nil {
-				e := ledger.Entry{Kind: "incident.restore", Detail: detail}
-				return g.audited(ctx, v, &e, rerr)
-			}
+		// What a restore did is worth saying even when marking the
+		// incident recovered failed after it.
+		if r := res.Restore; r != nil {
 			if g.json {
-				defer printJSON(g.stdout, res)
+				printJSON(g.stdout, r)
 			} else {
-				defer fmt.Fprintf(g.stdout, "incident %d: %d files restored from the recovery point, %d damaged or planted files moved to %s\n",
-					id, len(res.Restored), len(res.Quarantined), res.Quarantine)
+				fmt.Fprintf(g.stdout, "incident %d: %d files restored from the recovery point, %d damaged or planted files moved to %s\n",
+					id, len(r.Restored), len(r.Quarantined), r.Quarantine)
 			}
 		}
-		if _, err := g.transition(ctx, v, db, id, catalog.IncidentRecovered, detail, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(g.stderr, "incident %d recovered; lockouts and the gate stay until released: 'custody lockouts release', 'custody gate open'\n", id)
-		return nil
+		return err
 	})
 }
 
 func (g *globals) falsePositive(ctx context.Context, arg string) error {
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return g.remoteIncidentStep(ctx, c, arg, "false-positive", nil)
+	}
 	id, err := parseIncidentID(arg)
 	if err != nil {
 		return err
 	}
 	return g.withAudit(ctx, func(v *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
-		in, err := db.Incident(ctx, id)
+		in, err := g.manager(v, db).FalsePositive(ctx, id)
 		if err != nil {
-			return incidentErr(id, err)
-		}
-		// What fired counts as normal for this principal from now on:
-		// twice as much of it before it scores.
-		per := map[string]int{}
-		for _, s := range in.Signals {
-			per[s.Detector]++
-		}
-		for d, n := range per {
-			if err := db.RaiseAllowance(ctx, in.UID, d, 2*n); err != nil {
-				return err
-			}
-		}
-		if _, err := g.transition(ctx, v, db, id, catalog.IncidentFalsePositive, nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(g.stdout, "incident %d marked a false positive; the guard allows %s that much more of the same\n", id, principalLabel(in.UID, in.User))
+		fmt.Fprintf(g.stdout, "incident %d marked a false positive; the guard allows %s that much more of the same\n", id, guard.PrincipalLabel(in.UID, in.User))
 		return nil
 	})
 }
@@ -289,6 +237,12 @@ func newLockoutsCmd(g *globals) *cobra.Command {
 }
 
 func (g *globals) listLockouts(ctx context.Context) error {
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return g.remoteLockouts(ctx, c, "")
+	}
 	return g.withAudit(ctx, func(_ *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
 		ls, err := db.Lockouts(ctx)
 		if err != nil {
@@ -310,25 +264,34 @@ func (g *globals) listLockouts(ctx context.Context) error {
 	})
 }
 
-func (g *globals) releaseLockout(ctx context.Context, who string) error {
+// lookUpUID is the uid who names: a number, or a user name known here.
+func lookUpUID(who string) (uint32, bool) {
 	uid, err := strconv.ParseUint(who, 10, 32)
 	if err != nil {
 		u, lerr := user.Lookup(who)
 		if lerr != nil {
-			return usagef("lockouts release: %q is neither a uid nor a known user", who)
+			return 0, false
 		}
-		uid, _ = strconv.ParseUint(u.Uid, 10, 32)
+		if uid, err = strconv.ParseUint(u.Uid, 10, 32); err != nil {
+			return 0, false
+		}
+	}
+	return uint32(uid), true
+}
+
+func (g *globals) releaseLockout(ctx context.Context, who string) error {
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return g.remoteLockouts(ctx, c, who)
+	}
+	uid, ok := lookUpUID(who)
+	if !ok {
+		return usagef("lockouts release: %q is neither a uid nor a known user", who)
 	}
 	return g.withAudit(ctx, func(v *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
-		l, err := db.ReleaseLockout(ctx, uint32(uid), audit.Self().User, time.Now().UTC())
-		if errors.Is(err, catalog.ErrNoLockout) {
-			return fmt.Errorf("uid %d is not locked out (see 'custody lockouts list')", uid)
-		}
-		e := ledger.Entry{Kind: "lockout.release", Detail: map[string]string{"uid": strconv.FormatUint(uid, 10)}}
-		if err == nil {
-			e.Detail["incident"] = strconv.FormatInt(l.Incident, 10)
-		}
-		if err := g.audited(ctx, v, &e, err); err != nil {
+		if _, err := g.manager(v, db).ReleaseLockout(ctx, uid); err != nil {
 			return err
 		}
 		fmt.Fprintf(g.stdout, "uid %d released; the gate stays closed until 'custody gate open'\n", uid)

@@ -51,6 +51,12 @@ func newLogCmd(g *globals) *cobra.Command {
 		Short: "List versions, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return g.remoteLog(cmd.Context(), c, dataset)
+			}
 			v, err := g.openVault(cmd.Context())
 			if err != nil {
 				return err

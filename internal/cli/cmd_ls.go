@@ -28,6 +28,13 @@ func newLsCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				prefix, sub := splitTarget(args[0])
+				return g.remoteLs(ctx, c, prefix, sub, dataset)
+			}
 			v, err := g.openVault(ctx)
 			if err != nil {
 				return err

@@ -171,6 +171,12 @@ func newOffsiteStatusCmd(g *globals) *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return g.remoteOffsiteStatus(ctx, c)
+			}
 			return g.withAudit(ctx, func(v *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
 				names, err := offsiteNames(ctx, db, args)
 				if err != nil {

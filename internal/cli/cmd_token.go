@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,23 +20,24 @@ import (
 
 func newTokenCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "token create --role ROLE --name NAME [--expires 90d] | list | revoke ID|NAME",
+		Use:   "token create --role ROLE --name NAME [--uid UID|USER] [--expires 90d] | list | revoke ID|NAME",
 		Short: "API bearer tokens: create (the secret is shown once), list, revoke",
 	}
-	var role, name, expires string
+	var role, name, expires, owner string
 	var stages []string
 	create := &cobra.Command{
-		Use:   "create --role admin|operator|data-scientist|auditor --name NAME [--expires 90d] [--stage S]...",
+		Use:   "create --role admin|operator|data-scientist|auditor --name NAME [--uid UID|USER] [--expires 90d] [--stage S]...",
 		Short: "Create a token and print its secret once; only its hash is kept",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.createToken(cmd.Context(), name, role, expires, stages)
+			return g.createToken(cmd.Context(), name, role, expires, owner, stages)
 		},
 	}
 	create.Flags().StringVar(&role, "role", "", "admin, operator, data-scientist or auditor")
 	create.Flags().StringVar(&name, "name", "", "a name for the token, unique among active tokens")
 	create.Flags().StringVar(&expires, "expires", "90d", "how long it lives (90d, 12h; \"never\" for no expiry)")
 	create.Flags().StringArrayVar(&stages, "stage", nil, "data-scientist only: a pipeline stage it may read (repeatable)")
+	create.Flags().StringVar(&owner, "uid", "", "the OS user the token acts for (a uid or user name); locking that user out suspends the token")
 	var all bool
 	list := &cobra.Command{
 		Use:   "list [--all]",
@@ -54,9 +56,17 @@ func newTokenCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func (g *globals) createToken(ctx context.Context, name, role, expires string, stages []string) error {
+func (g *globals) createToken(ctx context.Context, name, role, expires, owner string, stages []string) error {
 	if name == "" || role == "" {
 		return usagef("token create: give --name and --role (%s)", strings.Join(catalog.Roles, ", "))
+	}
+	var uid *uint32
+	if owner != "" {
+		u, ok := lookUpUID(owner)
+		if !ok {
+			return usagef("token create: --uid: %q is neither a uid nor a known user", owner)
+		}
+		uid = &u
 	}
 	var life time.Duration
 	if expires != "never" {
@@ -68,12 +78,15 @@ func (g *globals) createToken(ctx context.Context, name, role, expires string, s
 	return g.withAudit(ctx, func(v *vault.Vault, _ *audit.Recorder, db *catalog.DB) error {
 		secret, hash := auth.NewSecret()
 		now := time.Now().UTC()
-		t := catalog.Token{Name: name, Role: role, Stages: stages, Created: now, CreatedBy: audit.Self().User}
+		t := catalog.Token{Name: name, Role: role, Stages: stages, UID: uid, Created: now, CreatedBy: audit.Self().User}
 		if life > 0 {
 			t.Expires = now.Add(life)
 		}
 		made, err := db.CreateToken(ctx, t, hash)
 		e := ledger.Entry{Kind: "token.create", Detail: map[string]string{"name": name, "role": role, "id": made.ID}}
+		if uid != nil {
+			e.Detail["uid"] = strconv.FormatUint(uint64(*uid), 10)
+		}
 		if err := g.audited(ctx, v, &e, err); err != nil {
 			if errors.Is(err, catalog.ErrTokenExists) {
 				return fmt.Errorf("a token named %q is already active: revoke it or choose another name", name)
@@ -81,10 +94,14 @@ func (g *globals) createToken(ctx context.Context, name, role, expires string, s
 			return err
 		}
 		if g.json {
-			return printJSON(g.stdout, map[string]any{"id": made.ID, "name": made.Name, "role": made.Role, "expires": made.Expires, "secret": secret})
+			return printJSON(g.stdout, map[string]any{"id": made.ID, "name": made.Name, "role": made.Role, "uid": made.UID, "expires": made.Expires, "secret": secret})
 		}
 		fmt.Fprintf(g.stdout, "%s\n", secret)
-		fmt.Fprintf(g.stderr, "token %s (%s, %s) created; the secret above is shown once and kept only hashed\n", made.ID, made.Name, made.Role)
+		owner := ""
+		if made.UID != nil {
+			owner = " for uid " + strconv.FormatUint(uint64(*made.UID), 10)
+		}
+		fmt.Fprintf(g.stderr, "token %s (%s, %s) created%s; the secret above is shown once and kept only hashed\n", made.ID, made.Name, made.Role, owner)
 		return nil
 	})
 }
@@ -103,7 +120,7 @@ func (g *globals) listTokens(ctx context.Context, all bool) error {
 			return nil
 		}
 		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tROLE\tSTAGES\tCREATED\tEXPIRES\tSTATE")
+		fmt.Fprintln(tw, "ID\tNAME\tROLE\tUID\tSTAGES\tCREATED\tEXPIRES\tSTATE")
 		now := time.Now()
 		for _, t := range ts {
 			state := "active"
@@ -119,7 +136,11 @@ func (g *globals) listTokens(ctx context.Context, all bool) error {
 			if !t.Expires.IsZero() {
 				exp = t.Expires.Local().Format(time.DateTime)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, strings.Join(t.Stages, ","),
+			uid := "-"
+			if t.UID != nil {
+				uid = strconv.FormatUint(uint64(*t.UID), 10)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, uid, strings.Join(t.Stages, ","),
 				t.Created.Local().Format(time.DateTime), exp, state)
 		}
 		return tw.Flush()

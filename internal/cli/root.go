@@ -49,6 +49,7 @@ type globals struct {
 	cpuProfile   string
 	catalog      string
 	s3           s3Flags
+	remoteFlags  remoteFlags
 	rec          *audit.Recorder
 	db           *catalog.DB
 	indexPut     []catalog.Version // catalog index changes written with the audit entry
@@ -139,11 +140,15 @@ func newRoot(g *globals) *cobra.Command {
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log more")
 	pf.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the command to this file")
 	pf.MarkHidden("cpu-profile")
+	pf.StringVar(&g.remoteFlags.server, "server", "", "ask a running daemon (https://host:port) instead of opening the vault: log, ls, diff, audit log, incidents, lockouts, offsite status; env CUSTODY_SERVER")
+	pf.StringVar(&g.remoteFlags.tokenFile, "token-file", "", "with --server: read the API token from this file; env CUSTODY_TOKEN (the secret itself) or CUSTODY_TOKEN_FILE")
+	pf.StringVar(&g.remoteFlags.fingerprint, "server-fingerprint", "", "with --server: trust exactly the certificate with this SHA-256 fingerprint (as protect prints it); env CUSTODY_SERVER_FINGERPRINT")
+	pf.StringVar(&g.remoteFlags.caFile, "server-ca", "", "with --server: trust certificates signed by this CA file (or the self-signed cert.pem itself); env CUSTODY_SERVER_CA")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newInitCmd(g), newSnapshotCmd(g), newLogCmd(g), newLsCmd(g), newDiffCmd(g),
 		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g), newCatalogCmd(g), newGateCmd(g), newOffsiteCmd(g), newLockCmd(g), newWatchCmd(g), newReportCmd(g),
-		newGuardCmd(g), newIncidentsCmd(g), newLockoutsCmd(g), newDrillCmd(g), newDrillWorkerCmd(g), newConfigCmd(g), newTokenCmd(g),
+		newGuardCmd(g), newIncidentsCmd(g), newLockoutsCmd(g), newDrillCmd(g), newDrillWorkerCmd(g), newConfigCmd(g), newTokenCmd(g), newProtectCmd(g), newServeCmd(g),
 	)
 	return root
 }

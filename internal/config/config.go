@@ -250,6 +250,16 @@ const (
 	defaultSnapshotQuiet = 5 * time.Minute
 )
 
+// DefaultSnapshot is the snapshot schedule of a dataset the file gives
+// none (and of the dataset `custody protect` makes).
+func DefaultSnapshot() Schedule {
+	return Schedule{Every: defaultSnapshotEvery, Quiet: defaultSnapshotQuiet}
+}
+
+// DefaultPushEvery is how often an offsite is pushed to when the file
+// does not say.
+const DefaultPushEvery = defaultPushEvery
+
 //go:embed example.yaml
 var example []byte
 

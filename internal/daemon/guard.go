@@ -23,6 +23,12 @@ type GuardOptions struct {
 	// Ready, if set, is called once everything is in place and events
 	// are being read.
 	Ready func()
+	// Stream, if set, is the audit stream to use, run and stopped by the
+	// caller after Guard returns (the daemon's API records requests
+	// there too); nil: Guard runs one of its own.
+	Stream *audit.Stream
+	// Event, if set, sees every event after coalescing (WatchOptions.Event).
+	Event func(watch.Event)
 }
 
 // Guard watches the roots like Watch and runs every event through the
@@ -57,10 +63,15 @@ func Guard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 	// The stream, the lockout and the guard outlive the watch: they
 	// finish what it handed them after ctx ends.
 	bg := context.WithoutCancel(ctx)
-	stream := rec.Stream(audit.StreamOptions{})
+	stream := opts.Stream
 	streamCtx, stopStream := context.WithCancel(bg)
 	streamDone := make(chan error, 1)
-	go func() { streamDone <- stream.Run(streamCtx) }()
+	if stream == nil {
+		stream = rec.Stream(audit.StreamOptions{})
+		go func() { streamDone <- stream.Run(streamCtx) }()
+	} else {
+		streamDone <- nil
+	}
 
 	var wg sync.WaitGroup
 	var locker guard.Locker
@@ -81,7 +92,7 @@ func Guard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 		opts.Ready()
 	}
 	err := Watch(ctx, v, rec, WatchOptions{Roots: opts.Roots, Source: opts.Source, Logger: log, Index: db,
-		Stream: stream, Observe: gd.Observe})
+		Stream: stream, Observe: gd.Observe, Event: opts.Event})
 	gd.Close()
 	gerr := <-guardDone
 	stopLock()

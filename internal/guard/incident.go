@@ -314,6 +314,9 @@ func (g *Guard) lockOut(ctx context.Context, k principalKey, p watch.Principal, 
 		}
 	}
 	if outcome == "ok" {
+		if err := g.suspendTokens(ctx, inc, k.uid); err != nil {
+			return err
+		}
 		inc.locked = true
 		_, err := g.db.UpdateIncident(ctx, inc.id, func(c *catalog.Incident) error {
 			if c.State == catalog.IncidentOpen {

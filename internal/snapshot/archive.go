@@ -37,6 +37,10 @@ type ArchiveOptions struct {
 	// changed while they were read. The snapshot goes on. Calls are
 	// serialized, though not always from the same goroutine.
 	Warn func(path string, err error)
+	// SkipUnchanged (Take only): when the tree equals the parent
+	// version's, save no new version; Take returns the parent with
+	// Unchanged set. Scheduled snapshots of idle data add nothing.
+	SkipUnchanged bool
 }
 
 // ArchiveProgress counts what Archive has done so far.

@@ -16,6 +16,9 @@ type Taken struct {
 	Version *vault.Version // ID set
 	Parent  *vault.Version // nil for a dataset's first version
 	Result  *ArchiveResult
+	// Unchanged: with ArchiveOptions.SkipUnchanged, the tree was the
+	// parent's, no version was saved, and Version is the parent.
+	Unchanged bool
 }
 
 // Take archives dir as a new version of dataset on top of the dataset's
@@ -36,6 +39,9 @@ func Take(ctx context.Context, v *vault.Vault, dataset, stage, message, dir stri
 	}
 	if err := v.Flush(ctx); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", dir, err)
+	}
+	if opts.SkipUnchanged && parent != nil && res.Tree == parent.Tree && len(res.ChangedWhileRead) == 0 {
+		return &Taken{Version: parent, Parent: parent, Result: res, Unchanged: true}, nil
 	}
 	ver := &vault.Version{
 		Dataset: dataset, Stage: stage, Tree: res.Tree, Time: time.Now().UTC(), Message: message, Source: dir,
