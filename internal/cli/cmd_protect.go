@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ import (
 	"github.com/custodyhq/custody/internal/ledger"
 	"github.com/custodyhq/custody/internal/server/auth"
 	"github.com/custodyhq/custody/internal/vault"
+	"github.com/custodyhq/custody/internal/watch"
 )
 
 // dataDir is where `custody protect` keeps its vault, catalog,
@@ -157,15 +159,18 @@ func (g *globals) runDaemon(ctx context.Context, cfg *config.Config, df daemonFl
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
 	// Flags win over the environment, the environment over the file.
 	if g.vault == "" {
 		g.vault = cfg.Vault
 	}
 	if g.vault == "" {
 		g.vault = filepath.Join(data, "vault")
+	}
+	if err := checkOutsideDatasets(cfg.Datasets, data, g.vault); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
 	}
 	if g.catalog == "" && os.Getenv("CUSTODY_CATALOG") == "" {
 		g.catalog = cfg.Catalog
@@ -179,15 +184,8 @@ func (g *globals) runDaemon(ctx context.Context, cfg *config.Config, df daemonFl
 			return err
 		}
 	}
-	paths := make([]string, len(cfg.Datasets))
-	for i, d := range cfg.Datasets {
-		paths[i] = d.Path
-	}
 	watcherGC()
-	src, err := g.watchSource(df.backend, paths)
-	if err != nil {
-		return err
-	}
+	newSource := func(paths []string) (watch.Source, error) { return g.watchSource(df.backend, paths) }
 	return g.withAudit(ctx, func(v *vault.Vault, rec *audit.Recorder, db *catalog.DB) error {
 		secret, err := g.firstAdminToken(ctx, v, db)
 		if err != nil {
@@ -203,7 +201,7 @@ func (g *globals) runDaemon(ctx context.Context, cfg *config.Config, df daemonFl
 			if passFile != "" {
 				fmt.Fprintf(w, "passphrase:   %s (made for you; move it somewhere safer and set CUSTODY_PASSWORD_FILE)\n", passFile)
 			}
-			fmt.Fprintf(w, "watching:     with %s\n", src.Name())
+			fmt.Fprintf(w, "watching:     with %s\n", info.Watcher)
 			fmt.Fprintf(w, "API:          %s/api/v1  (OpenAPI: %s/api/v1/openapi.json)\n", info.URL, info.URL)
 			fmt.Fprintf(w, "certificate:  sha256 %s\n", info.Fingerprint)
 			if info.CertFile != "" {
@@ -215,11 +213,11 @@ func (g *globals) runDaemon(ctx context.Context, cfg *config.Config, df daemonFl
 				fmt.Fprintln(w, "admin token:  shown when it was made; see 'custody token list', make another with 'custody token create'")
 			}
 			fmt.Fprintln(w, "Ctrl-C stops; run again to resume.")
-			if !src.Attributes() {
+			if !info.Attributes {
 				fmt.Fprintln(g.stderr, "note: inotify cannot tell who made a change: incidents will have no principal and lock no one out (run as root for fanotify)")
 			}
 		}
-		return daemon.Serve(ctx, v, rec, db, daemon.ServeOptions{Config: cfg, Source: src, StateDir: data, Logger: g.log, Ready: ready})
+		return daemon.Serve(ctx, v, rec, db, daemon.ServeOptions{Config: cfg, NewSource: newSource, StateDir: data, Logger: g.log, Ready: ready})
 	})
 }
 
@@ -235,7 +233,9 @@ func (g *globals) protectPassphrase(ctx context.Context, data string) (string, e
 			g.passwordFile = passFile
 		}
 	}
-	if _, err := os.Stat(filepath.Join(g.vault, "config")); err == nil || isRemote(g.vault) {
+	// The marker is the last file vault.Init writes: without it, the
+	// vault is the leftover of an interrupted first start, made again.
+	if _, err := os.Stat(filepath.Join(g.vault, "custody-vault")); err == nil || isRemote(g.vault) {
 		if g.passwordFile == passFile {
 			return passFile, nil
 		}
@@ -253,7 +253,10 @@ func (g *globals) protectPassphrase(ctx context.Context, data string) (string, e
 		if err := writeFileAtomic(passFile, []byte(base64.RawURLEncoding.EncodeToString(b)+"\n")); err != nil {
 			return "", fmt.Errorf("keep the passphrase: %w", err)
 		}
-		g.passwordFile, inUse = passFile, passFile
+		g.passwordFile = passFile
+	}
+	if g.passwordFile == passFile {
+		inUse = passFile
 	}
 	pass, err := g.passphrase("", false)
 	if err != nil {
@@ -271,6 +274,28 @@ func (g *globals) protectPassphrase(ctx context.Context, data string) (string, e
 	err = g.audited(ctx, v, &entry, nil)
 	g.closeCatalog() // its recorder holds this vault, closed on return
 	return inUse, err
+}
+
+// checkOutsideDatasets refuses a data directory or local vault inside
+// a dataset: every version would hold the vault itself (and the
+// passphrase and TLS key beside it), each one larger than the last, and
+// the daemon's own writes would count as changes to snapshot.
+func checkOutsideDatasets(datasets []config.Dataset, dirs ...string) error {
+	for _, dir := range dirs {
+		if isRemote(dir) {
+			continue
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return err
+		}
+		for _, d := range datasets {
+			if rel, err := filepath.Rel(d.Path, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				return usagef("%s is inside dataset %s (%s): custody would back itself up; keep its data elsewhere (CUSTODY_DATA_DIR, --vault)", abs, d.Name, d.Path)
+			}
+		}
+	}
+	return nil
 }
 
 func isRemote(location string) bool { return bytes.Contains([]byte(location), []byte("://")) }

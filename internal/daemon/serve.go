@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,8 +35,10 @@ type ServeOptions struct {
 	// Config holds the datasets, offsites, server, guard and alert
 	// settings, with defaults applied (config.Load or config.Default).
 	Config *config.Config
-	// Source watches the datasets' trees.
-	Source watch.Source
+	// NewSource makes the source that watches the datasets' trees. Serve
+	// calls it once the canaries are in place, so that placing them is
+	// no event (inotify cannot tell custody's writes from anyone's).
+	NewSource func(paths []string) (watch.Source, error)
 	// StateDir keeps the daemon's own files: the self-signed certificate
 	// and what restore jobs write.
 	StateDir string
@@ -50,6 +53,8 @@ type ServeOptions struct {
 
 // ServeInfo is what a client needs to reach the daemon.
 type ServeInfo struct {
+	Watcher     string // the source's name: fanotify or inotify
+	Attributes  bool   // whether events name who made them
 	URL         string // https://host:port
 	Fingerprint string // SHA-256 of the server's certificate
 	CertFile    string // the self-signed certificate, "" when one was given
@@ -129,16 +134,31 @@ func serve(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 	for _, d := range cfg.Datasets {
 		snap.paths[d.Name], snap.locks[d.Name] = d, &sync.Mutex{}
 	}
+	// Canaries first, so that every version holds them and none of them
+	// looks like a change.
+	var canaries []string
+	if cfg.Guard.Enabled && cfg.Guard.Canaries {
+		for _, d := range cfg.Datasets {
+			c, err := detect.PlaceCanaries(d.Path, 3)
+			if err != nil {
+				return fmt.Errorf("serve: placing canaries in %s: %w", d.Path, err)
+			}
+			canaries = append(canaries, c...)
+		}
+	}
 	// A recovery point for every dataset before the guard judges anything.
+	var resumed []string // datasets versioned before this start
 	for _, d := range cfg.Datasets {
 		vs, err := db.Versions(ctx, d.Name)
 		if err != nil {
 			return err
 		}
-		if len(vs) == 0 {
-			if _, err := snap.snapshot(ctx, d.Name, "baseline"); err != nil {
-				return err
-			}
+		if len(vs) > 0 {
+			resumed = append(resumed, d.Name)
+			continue
+		}
+		if _, err := snap.snapshot(ctx, d.Name, "baseline"); err != nil {
+			return err
 		}
 	}
 	push := &pusher{v: v, db: db, stream: stream, metrics: metrics}
@@ -173,6 +193,20 @@ func serve(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 		return err
 	}
 
+	byRoot := map[string]string{}
+	var roots []Root
+	var paths []string
+	for _, d := range cfg.Datasets {
+		byRoot[d.Path] = d.Name
+		roots = append(roots, Root{Path: d.Path, Dataset: d.Name})
+		paths = append(paths, d.Path)
+	}
+	src, err := opts.NewSource(paths)
+	if err != nil {
+		return err
+	}
+	info.Watcher, info.Attributes = src.Name(), src.Attributes()
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -185,12 +219,6 @@ func serve(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 		errs[1] = sched.Run(ctx)
 		cancel()
 	})
-	byRoot := map[string]string{}
-	var roots []Root
-	for _, d := range cfg.Datasets {
-		byRoot[d.Path] = d.Name
-		roots = append(roots, Root{Path: d.Path, Dataset: d.Name})
-	}
 	onEvent := func(e watch.Event) {
 		n := max(e.Count, 1)
 		metrics.Events(n)
@@ -203,14 +231,30 @@ func serve(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 			sched.Changed(byRoot[e.Root])
 		}
 	}
+	watching := make(chan struct{})
 	onReady := func() {
 		ready.Store(true)
+		close(watching)
 		if opts.Ready != nil {
 			opts.Ready(info)
 		}
 	}
+	// What changed while no daemon watched: once the watch runs, a
+	// version of each resumed dataset, its differences in the ledger.
 	wg.Go(func() {
-		errs[2] = watchOrGuard(ctx, v, rec, db, cfg, opts.Source, roots, stream, onEvent, onReady, log)
+		select {
+		case <-watching:
+		case <-ctx.Done():
+			return
+		}
+		for _, name := range resumed {
+			if err := snap.catchUp(ctx, name); err != nil && ctx.Err() == nil {
+				log.Error("catch-up snapshot failed; the schedule will take the next one", "dataset", name, "err", err)
+			}
+		}
+	})
+	wg.Go(func() {
+		errs[2] = watchOrGuard(ctx, v, rec, db, cfg, src, roots, canaries, stream, onEvent, onReady, log)
 		cancel()
 	})
 	wg.Wait()
@@ -223,7 +267,7 @@ func serve(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 // watchOrGuard runs the guard over roots, or only the watch when the
 // guard is disabled.
 func watchOrGuard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog.DB, cfg *config.Config, src watch.Source,
-	roots []Root, stream *audit.Stream, onEvent func(watch.Event), onReady func(), log *slog.Logger) error {
+	roots []Root, canaries []string, stream *audit.Stream, onEvent func(watch.Event), onReady func(), log *slog.Logger) error {
 	if !cfg.Guard.Enabled {
 		onReady()
 		err := Watch(ctx, v, rec, WatchOptions{Roots: roots, Source: src, Logger: log, Index: db, Stream: stream, Event: onEvent})
@@ -234,16 +278,8 @@ func watchOrGuard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *
 	}
 	gc := cfg.Guard
 	var sets []guard.Dataset
-	var canaries []string
 	for _, d := range cfg.Datasets {
 		sets = append(sets, guard.Dataset{Name: d.Name, Path: d.Path, Frozen: d.Frozen, Writers: d.WriterUIDs()})
-		if gc.Canaries {
-			c, err := detect.PlaceCanaries(d.Path, 3)
-			if err != nil {
-				return fmt.Errorf("serve: placing canaries in %s: %w", d.Path, err)
-			}
-			canaries = append(canaries, c...)
-		}
 	}
 	gopts := guard.Options{Datasets: sets, Canaries: canaries,
 		Thresholds: guard.Thresholds{Window: gc.Window, Warning: gc.Thresholds.Warning, Major: gc.Thresholds.Major, Critical: gc.Thresholds.Critical},
@@ -311,9 +347,9 @@ type snapshotter struct {
 	locks   map[string]*sync.Mutex
 }
 
-// snapshot takes a version of dataset and returns its id; for scheduled
-// and quiet-period snapshots of an unchanged tree, it saves none and
-// returns the newest one's.
+// snapshot takes a version of dataset and returns its id. Unless a
+// person asked for it (reason "requested by ..."), a snapshot of an
+// unchanged tree saves none and returns the newest version's id.
 func (s *snapshotter) snapshot(ctx context.Context, dataset, reason string) (string, error) {
 	d, ok := s.paths[dataset]
 	if !ok {
@@ -322,8 +358,48 @@ func (s *snapshotter) snapshot(ctx context.Context, dataset, reason string) (str
 	mu := s.locks[dataset]
 	mu.Lock()
 	defer mu.Unlock()
-	start := time.Now()
-	skip := reason == "scheduled" || reason == "quiet" || reason == "start"
+	taken, err := s.take(ctx, d, reason)
+	if err != nil {
+		return "", err
+	}
+	return taken.Version.ID.String(), nil
+}
+
+// catchUp snapshots dataset after a start and records each difference
+// from its previous version as a file.rescan entry: changes made while
+// no daemon watched, whose authors are unknown.
+func (s *snapshotter) catchUp(ctx context.Context, dataset string) error {
+	d := s.paths[dataset]
+	mu := s.locks[dataset]
+	mu.Lock()
+	defer mu.Unlock()
+	taken, err := s.take(ctx, d, "catch-up")
+	if err != nil || taken.Unchanged || taken.Parent == nil {
+		return err
+	}
+	diff, err := snapshot.Diff(ctx, s.v, taken.Parent.Tree, taken.Version.Tree)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	for _, cs := range [][]snapshot.Change{diff.Removed, diff.Added, diff.Modified} {
+		for _, c := range cs {
+			e := watch.Event{Time: now, Kind: watch.Rescan, Path: filepath.Join(d.Path, filepath.FromSlash(c.Path)), Root: d.Path,
+				Detail: map[string]string{"change": c.Kind, "version": taken.Version.ID.String(), "principal": "unknown", "while": "not watched"}}
+			if err := s.stream.Add(ctx, Entry(e, dataset)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// take snapshots d, indexes and records the version; the caller holds
+// d's lock. Daemon snapshots of an unchanged tree save no version; one a
+// person asked for through the API always does.
+func (s *snapshotter) take(ctx context.Context, d config.Dataset, reason string) (*snapshot.Taken, error) {
+	dataset, start := d.Name, time.Now()
+	skip := !strings.HasPrefix(reason, "requested by")
 	taken, err := snapshot.Take(ctx, s.v, d.Name, d.Stage, "custody daemon: "+reason, d.Path, snapshot.ArchiveOptions{SkipUnchanged: skip})
 	var newBytes uint64
 	if err == nil {
@@ -331,7 +407,7 @@ func (s *snapshotter) snapshot(ctx context.Context, dataset, reason string) (str
 		if taken.Unchanged {
 			s.metrics.Snapshot(dataset, time.Since(start), 0, nil)
 			s.log.Debug("snapshot: unchanged", "dataset", dataset, "reason", reason)
-			return taken.Version.ID.String(), nil
+			return taken, nil
 		}
 	}
 	s.metrics.Snapshot(dataset, time.Since(start), newBytes, err)
@@ -347,9 +423,9 @@ func (s *snapshotter) snapshot(ctx context.Context, dataset, reason string) (str
 		err = fmt.Errorf("snapshot of %s saved but not recorded in the ledger: %w", dataset, aerr)
 	}
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return taken.Version.ID.String(), nil
+	return taken, nil
 }
 
 // pusher pushes to offsites, one push at a time.
