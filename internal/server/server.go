@@ -122,6 +122,9 @@ func New(opts Options) (*Server, error) {
 	for _, r := range s.routes() {
 		s.mux.Handle(r.pattern, s.wrap(r))
 	}
+	// Anything else is a 404, recorded like every request: probes for
+	// routes that do not exist are worth seeing in the audit trail.
+	s.mux.Handle("/", s.wrap(route{pattern: "/", handle: s.notFound}))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	return s, nil
@@ -168,6 +171,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 	}
 	s.Close()
 	return err
+}
+
+func (s *Server) notFound(c *call) error {
+	return errorf(http.StatusNotFound, "no route %s %s: see /api/v1/openapi.json", c.r.Method, c.r.URL.Path)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -380,6 +380,8 @@ func TestEveryRequestIsALedgerEntryWithItsPrincipal(t *testing.T) {
 	ts.do(tokAuditor, "GET", "/api/v1/incidents", nil)
 	ts.do(tokAuditor, "GET", "/api/v1/datasets", nil) // denied
 	ts.do("", "GET", "/api/v1/datasets", nil)         // no token
+	ts.do(tokAdmin, "GET", "/api/v1/secrets", nil)    // no such route
+	ts.do(tokAdmin, "PUT", "/api/v1/datasets", nil)   // nor method
 	ts.stop()
 	hits, err := ts.db.Search(context.Background(), catalog.Query{Kind: "api.request", After: -1})
 	if err != nil {
@@ -397,6 +399,8 @@ func TestEveryRequestIsALedgerEntryWithItsPrincipal(t *testing.T) {
 		"auditor GET /api/v1/incidents 200 ok",
 		"auditor GET /api/v1/datasets 403 denied",
 		" GET /api/v1/datasets 401 denied",
+		" / 404 failed: Not Found",
+		" / 404 failed: Not Found",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("ledger has\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
