@@ -64,6 +64,58 @@ type DB struct {
 		sync.Mutex
 		rows map[int64][]byte
 	}
+
+	// stmts are the prepared statements of the hot read queries (audit
+	// search, versions), by their SQL: the API runs them thousands of
+	// times a second, and parsing each again costs about a tenth of it.
+	stmts struct {
+		sync.Mutex
+		m map[string]*sql.Stmt
+	}
+}
+
+// maxStmts bounds the prepared statements kept (searches vary in their
+// filters; a few dozen shapes cover them).
+const maxStmts = 64
+
+// query runs query (in $n form) through a prepared statement kept for
+// reuse.
+func (db *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := db.prepared(ctx, db.q(query))
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// prepared returns query (in the driver's form) prepared, kept for reuse.
+func (db *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	db.stmts.Lock()
+	st := db.stmts.m[query]
+	db.stmts.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err := db.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	db.stmts.Lock()
+	defer db.stmts.Unlock()
+	if old := db.stmts.m[query]; old != nil {
+		st.Close()
+		return old, nil
+	}
+	if db.stmts.m == nil || len(db.stmts.m) >= maxStmts {
+		// Closing waits for no one: rows still open keep theirs until
+		// they are closed (database/sql counts them).
+		for _, old := range db.stmts.m {
+			old.Close()
+		}
+		db.stmts.m = map[string]*sql.Stmt{}
+	}
+	db.stmts.m[query] = st
+	return st, nil
 }
 
 //go:embed migrations/*.sql
@@ -197,7 +249,15 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.db.Close() }
+func (db *DB) Close() error {
+	db.stmts.Lock()
+	for _, st := range db.stmts.m {
+		st.Close()
+	}
+	db.stmts.m = nil
+	db.stmts.Unlock()
+	return db.db.Close()
+}
 
 // Driver is "sqlite" or "postgres".
 func (db *DB) Driver() string { return db.driver }

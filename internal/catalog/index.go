@@ -210,7 +210,7 @@ func (db *DB) Versions(ctx context.Context, dataset string) ([]Version, error) {
 	if dataset != "" {
 		query, args = query+` WHERE dataset = $1`, append(args, dataset)
 	}
-	out, err := db.queryVersions(ctx, db.db, query+` ORDER BY time DESC, id`, args...)
+	out, err := db.queryVersions(ctx, cachedQuerier{db}, query+` ORDER BY time DESC, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: versions: %w", err)
 	}
@@ -221,8 +221,18 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
+// cachedQuerier runs queries through the DB's prepared statements.
+type cachedQuerier struct{ db *DB }
+
+func (c cachedQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return c.db.query(ctx, query, args...)
+}
+
 func (db *DB) queryVersions(ctx context.Context, qr querier, query string, args ...any) ([]Version, error) {
-	rs, err := qr.QueryContext(ctx, db.q(query), args...)
+	if _, ok := qr.(cachedQuerier); !ok {
+		query = db.q(query)
+	}
+	rs, err := qr.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

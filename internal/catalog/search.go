@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -31,6 +32,45 @@ const pathSortCap = 50_000
 // Search returns the records matching q in ascending index order. Path
 // matches the exact path or anything under it.
 func (db *DB) Search(ctx context.Context, q Query) ([]Hit, error) {
+	var hits []Hit
+	err := db.SearchEach(ctx, q, func(index int64, record []byte) error {
+		hits = append(hits, Hit{Index: index, Record: bytes.Clone(record)})
+		return nil
+	})
+	return hits, err
+}
+
+// SearchEach is Search handing each record to fn as it is read, without
+// a copy: record is valid only until fn returns. An error from fn stops
+// the search and is returned.
+func (db *DB) SearchEach(ctx context.Context, q Query, fn func(index int64, record []byte) error) error {
+	query, args, err := db.searchQuery(ctx, q)
+	if err != nil {
+		return err
+	}
+	rs, err := db.query(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("catalog: search: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var index int64
+		var record sql.RawBytes
+		if err := rs.Scan(&index, &record); err != nil {
+			return fmt.Errorf("catalog: search: %w", err)
+		}
+		if err := fn(index, record); err != nil {
+			return err
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("catalog: search: %w", err)
+	}
+	return nil
+}
+
+// searchQuery is the SQL and arguments that find q's records.
+func (db *DB) searchQuery(ctx context.Context, q Query) (string, []any, error) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -86,37 +126,15 @@ func (db *DB) Search(ctx context.Context, q Query) ([]Hit, error) {
 		countArgs := args[:len(args):len(args)]
 		err := db.db.QueryRowContext(ctx, db.q("SELECT COUNT(*) FROM (SELECT 1 FROM ledger"+cond+" LIMIT "+strconv.Itoa(pathSortCap)+") t"), countArgs...).Scan(&n)
 		if err != nil {
-			return nil, fmt.Errorf("catalog: search: %w", err)
+			return "", nil, fmt.Errorf("catalog: search: %w", err)
 		}
 		if n < pathSortCap {
 			// Sort the indexes alone (the (path, idx) index covers
 			// them), then fetch only the records returned.
-			query := "SELECT idx, record FROM ledger WHERE idx IN (SELECT idx FROM ledger" + cond + " ORDER BY idx + 0 LIMIT " + arg(limit) + ") ORDER BY idx"
-			return db.hits(ctx, query, args)
+			return "SELECT idx, record FROM ledger WHERE idx IN (SELECT idx FROM ledger" + cond + " ORDER BY idx + 0 LIMIT " + arg(limit) + ") ORDER BY idx", args, nil
 		}
 	}
-	query := "SELECT idx, record FROM ledger" + cond + order + " LIMIT " + arg(limit)
-	return db.hits(ctx, query, args)
-}
-
-func (db *DB) hits(ctx context.Context, query string, args []any) ([]Hit, error) {
-	rs, err := db.db.QueryContext(ctx, db.q(query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("catalog: search: %w", err)
-	}
-	defer rs.Close()
-	var hits []Hit
-	for rs.Next() {
-		var h Hit
-		if err := rs.Scan(&h.Index, &h.Record); err != nil {
-			return nil, fmt.Errorf("catalog: search: %w", err)
-		}
-		hits = append(hits, h)
-	}
-	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("catalog: search: %w", err)
-	}
-	return hits, nil
+	return "SELECT idx, record FROM ledger" + cond + order + " LIMIT " + arg(limit), args, nil
 }
 
 // ErrNoCheckpoint: no checkpoint was saved yet. It wraps sql.ErrNoRows.

@@ -2,10 +2,10 @@ package catalog
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"strconv"
 	"strings"
@@ -167,34 +167,27 @@ func (db *DB) AppendEntries(ctx context.Context, size int64, records [][]byte, e
 	} else if n != 1 {
 		return fmt.Errorf("%w: appending at %d, but the ledger has moved on", ErrConflict, size)
 	}
-	var stmt *sql.Stmt
-	defer func() {
-		if stmt != nil {
-			stmt.Close()
-		}
-	}()
+	// Rows go in batches of insertBatch, the rest in power-of-two
+	// batches, so that a handful of statement shapes, prepared once for
+	// the life of the DB, serve every append.
 	args := make([]any, 0, insertBatch*insertCols)
-	for start := 0; start < len(records); start += insertBatch {
-		end := min(start+insertBatch, len(records))
+	for start := 0; start < len(records); {
+		n := min(insertBatch, len(records)-start)
+		if n < insertBatch {
+			n = 1 << (bits.Len(uint(n)) - 1)
+		}
 		args = args[:0]
-		for i := start; i < end; i++ {
+		for i := start; i < start+n; i++ {
 			args = append(args, rows[i]...)
 		}
-		query := db.insertSQL(end - start)
-		if end-start == insertBatch {
-			if stmt == nil {
-				stmt, err = tx.PrepareContext(ctx, query)
-				if err != nil {
-					return db.appendErr(err)
-				}
-			}
-			_, err = stmt.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, query, args...)
-		}
+		st, err := db.prepared(ctx, db.insertSQL(n))
 		if err != nil {
 			return db.appendErr(err)
 		}
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
+			return db.appendErr(err)
+		}
+		start += n
 	}
 	if err := tx.Commit(); err != nil {
 		return db.appendErr(err)

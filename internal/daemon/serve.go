@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -401,6 +402,10 @@ func (s *snapshotter) take(ctx context.Context, d config.Dataset, reason string)
 	dataset, start := d.Name, time.Now()
 	skip := !strings.HasPrefix(reason, "requested by")
 	taken, err := snapshot.Take(ctx, s.v, d.Name, d.Stage, "custody daemon: "+reason, d.Path, snapshot.ArchiveOptions{SkipUnchanged: skip})
+	// A snapshot's buffers are garbage now; hand their memory back to
+	// the system rather than keep a snapshot-sized heap while idle (the
+	// runtime would only after minutes). One collection per snapshot.
+	debug.FreeOSMemory()
 	var newBytes uint64
 	if err == nil {
 		newBytes = taken.Version.NewBytes

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -50,6 +51,52 @@ type apiVersion struct {
 func versionOf(v catalog.Version) apiVersion {
 	return apiVersion{ID: v.ID, Dataset: v.Dataset, Stage: v.Stage, Parent: v.Parent, Message: v.Message, User: v.User,
 		UID: v.UID, Host: v.Host, Time: v.Time.UTC(), Files: v.Files, Bytes: v.Bytes, Stored: v.Stored}
+}
+
+// versionsTTL is how long a dataset's version list is answered from
+// memory: a version another process (the CLI, the scheduler) adds shows
+// within it; one made through this API at once.
+const versionsTTL = time.Second
+
+// versionCache keeps each dataset's versions, newest first, for
+// versionsTTL: clients poll them, and reading them is a tenth of a busy
+// server's work.
+type versionCache struct {
+	mu sync.Mutex
+	m  map[string]cachedVersions
+}
+
+type cachedVersions struct {
+	vs []catalog.Version
+	at time.Time
+}
+
+func (vc *versionCache) get(ctx context.Context, db *catalog.DB, dataset string) ([]catalog.Version, error) {
+	vc.mu.Lock()
+	cv, ok := vc.m[dataset]
+	vc.mu.Unlock()
+	if ok && time.Since(cv.at) < versionsTTL {
+		return cv.vs, nil
+	}
+	at := time.Now()
+	vs, err := db.Versions(ctx, dataset)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(vs, func(a, b catalog.Version) int { return b.Time.Compare(a.Time) })
+	vc.mu.Lock()
+	if vc.m == nil || len(vc.m) > 10_000 {
+		vc.m = map[string]cachedVersions{}
+	}
+	vc.m[dataset] = cachedVersions{vs: vs, at: at}
+	vc.mu.Unlock()
+	return vs, nil
+}
+
+func (vc *versionCache) forget(dataset string) {
+	vc.mu.Lock()
+	delete(vc.m, dataset)
+	vc.mu.Unlock()
 }
 
 // stageOf is a dataset's stage: as configured, else its newest version's.
@@ -147,11 +194,10 @@ func (s *Server) listVersions(c *call) error {
 	if err != nil {
 		return err
 	}
-	vs, err := s.opts.DB.Versions(c.ctx, name)
+	vs, err := s.versions.get(c.ctx, s.opts.DB, name)
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(vs, func(a, b catalog.Version) int { return b.Time.Compare(a.Time) })
 	out := make([]apiVersion, 0, min(len(vs), int(limit)))
 	for _, v := range vs[:min(len(vs), int(limit))] {
 		out = append(out, versionOf(v))
@@ -294,6 +340,7 @@ func (s *Server) createSnapshot(c *call) error {
 	by := "token:" + c.token.Name
 	j := s.jobs.start("snapshot", name, stage, c.token.ID, func(ctx context.Context) (any, error) {
 		id, err := s.opts.Snapshot(ctx, name, "requested by "+by)
+		s.versions.forget(name)
 		if err != nil {
 			return nil, err
 		}

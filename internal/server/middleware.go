@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,13 @@ type call struct {
 	token catalog.Token
 	route *route
 	entry ledger.Entry // the request's ledger entry; handlers add to it
+
+	// The response a handler gave with json or respond, written once the
+	// handler's slot is free (a slow reader holds no slot).
+	status  int
+	ctype   string
+	body    []byte
+	recycle func() // if set, called once body is written
 }
 
 // apiError is an error with the status it answers.
@@ -67,13 +75,38 @@ func (c *call) allow(stage string) error {
 // allows is allow as a filter: whether the token may see a thing of stage.
 func (c *call) allows(stage string) bool { return auth.Allowed(c.token, c.route.action, stage) }
 
-// json writes v as the response with status.
+// json makes v, as JSON, the response with status.
 func (c *call) json(status int, v any) error {
-	c.w.Header().Set("Content-Type", "application/json")
-	c.w.WriteHeader(status)
-	enc := json.NewEncoder(c.w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	c.respond(status, "application/json", buf.Bytes())
+	return nil
+}
+
+// respond makes body, of type ctype, the response with status.
+func (c *call) respond(status int, ctype string, body []byte) {
+	c.status, c.ctype, c.body = status, ctype, body
+}
+
+// flush writes the response a handler made.
+func (c *call) flush() {
+	if c.status == 0 {
+		return
+	}
+	h := c.w.Header()
+	h.Set("Content-Type", c.ctype)
+	h.Set("Content-Length", strconv.Itoa(len(c.body)))
+	c.w.WriteHeader(c.status)
+	c.w.Write(c.body)
+	c.status, c.body = 0, nil
+	if c.recycle != nil {
+		c.recycle()
+		c.recycle = nil
+	}
 }
 
 // decode reads the request body as JSON into v: one object, no unknown
@@ -167,13 +200,22 @@ func (s *Server) wrap(rt route) http.Handler {
 		s.opts.Metrics.inflight.Inc()
 		err := s.serve(c, r, timeout)
 		s.opts.Metrics.inflight.Dec()
-		if err != nil {
+		status := 0
+		switch {
+		case err != nil && r.Context().Err() != nil:
+			// The client hung up: nothing to answer, nothing failed here.
+			status, err = statusClientGone, nil
+		case err != nil:
 			s.writeError(c, err)
 		}
-		if sw.status == 0 {
-			sw.WriteHeader(http.StatusOK)
+		c.flush()
+		if status == 0 {
+			if sw.status == 0 {
+				sw.WriteHeader(http.StatusOK)
+			}
+			status = sw.status
 		}
-		s.record(c, sw.status, err, s.opts.Now().Sub(start))
+		s.record(c, status, err, s.opts.Now().Sub(start))
 	})
 }
 
@@ -209,8 +251,20 @@ func (s *Server) serve(c *call, r *http.Request, timeout time.Duration) error {
 	if r.ContentLength > s.opts.MaxBody {
 		return errorf(http.StatusRequestEntityTooLarge, "the request body is larger than %d bytes", s.opts.MaxBody)
 	}
+	if c.route.timeout == 0 { // a quick route: wait for a slot, in arrival order
+		select {
+		case s.slots <- struct{}{}:
+			defer func() { <-s.slots }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return c.route.handle(c)
 }
+
+// statusClientGone is what the ledger and metrics record for a request
+// whose client hung up before the answer (nginx's 499).
+const statusClientGone = 499
 
 func isAuthError(err error) bool {
 	for _, e := range []error{auth.ErrMissing, auth.ErrMalformed, auth.ErrUnknown, auth.ErrRevoked, auth.ErrExpired, auth.ErrSuspended} {
@@ -261,6 +315,8 @@ func (s *Server) record(c *call, status int, err error, took time.Duration) {
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests:
 		e.Outcome = "denied"
+	case status == statusClientGone:
+		e.Outcome = "interrupted: the client hung up"
 	case status >= 400:
 		e.Outcome = "failed: " + http.StatusText(status)
 	default:

@@ -17,7 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
+	"runtime"
 	"time"
 
 	"github.com/custodyhq/custody/internal/audit"
@@ -74,14 +74,19 @@ type Options struct {
 // Server is the API. Its jobs are owned by it: Close cancels and waits
 // for them.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	mux     *http.ServeMux
-	limits  *limiters
-	jobs    *jobs
-	byName  map[string]Dataset
-	tokens  *tokenCache
-	closeMu sync.Mutex
+	opts   Options
+	log    *slog.Logger
+	mux    *http.ServeMux
+	limits *limiters
+	jobs   *jobs
+	byName map[string]Dataset
+	tokens *tokenCache
+	// slots admit quick routes' handlers, a few at a time in arrival
+	// order: under load every request waits its turn, rather than some
+	// waiting far longer than others for the CPU and the catalog.
+	slots    chan struct{}
+	pages    pageCache
+	versions versionCache
 }
 
 // New returns a Server for opts.
@@ -114,7 +119,8 @@ func New(opts Options) (*Server, error) {
 	opts.RateLimit = rl
 	opts.Metrics.watchCatalog(opts.DB)
 	s := &Server{opts: opts, log: opts.Logger, byName: map[string]Dataset{},
-		limits: newLimiters(rl, opts.Now), jobs: newJobs(opts.Now), tokens: newTokenCache(opts.DB)}
+		limits: newLimiters(rl, opts.Now), jobs: newJobs(opts.Now), tokens: newTokenCache(opts.DB),
+		slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	for _, d := range opts.Datasets {
 		s.byName[d.Name] = d
 	}

@@ -29,7 +29,7 @@ import (
 // answering plain HTTP on loopback, with a token per role.
 type testServer struct {
 	*Server
-	t       *testing.T
+	t       testing.TB
 	url     string
 	v       *vault.Vault
 	db      *catalog.DB
@@ -45,7 +45,7 @@ const (
 	tokDSMine, tokDSTheirs            = "ds-features", "ds-collect"
 )
 
-func newTestServer(t *testing.T, mod func(*Options)) *testServer {
+func newTestServer(t testing.TB, mod func(*Options)) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	v, _ := vaulttest.New(t)
@@ -453,5 +453,126 @@ func TestHealthAndReadiness(t *testing.T) {
 	if status != 200 || !strings.Contains(string(body), `custody_api_requests_total{code="200",route="GET /api/v1/datasets"} 1`) ||
 		!strings.Contains(string(body), "custody_incidents_open") {
 		t.Errorf("metrics: %d %.300s", status, body)
+	}
+}
+
+func TestAuditPagesAreJSONAndFollowOnFromNext(t *testing.T) {
+	ts := newTestServer(t, nil)
+	for range 5 {
+		ts.do(tokAuditor, "GET", "/api/v1/incidents", nil)
+	}
+	ts.stop() // every request so far is in the ledger
+	type page struct {
+		Entries []struct {
+			Index int64
+			Entry ledger.Entry
+		}
+		Next *int64
+	}
+	var got []int64
+	after := "-1"
+	for range 10 {
+		_, body, _ := ts.do(tokAuditor, "GET", "/api/v1/audit?kind=api.request&limit=2&after="+after, nil)
+		var p page
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Fatalf("page after %s is not JSON: %v\n%s", after, err, body)
+		}
+		for _, e := range p.Entries {
+			if e.Entry.Kind != "api.request" || e.Entry.Actor.Token != tokAuditor {
+				t.Errorf("entry %d: %+v", e.Index, e.Entry)
+			}
+			got = append(got, e.Index)
+		}
+		if p.Next == nil {
+			break
+		}
+		after = fmt.Sprint(*p.Next)
+	}
+	if len(got) != 5 {
+		t.Fatalf("paged through %d entries %v, want the 5 requests", len(got), got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("indexes not ascending: %v", got)
+		}
+	}
+}
+
+func TestFullAuditPagesStayTheSameAndPartialOnesGrow(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ctx := context.Background()
+	add := func(n int) {
+		for range n {
+			if err := ts.opts.Entries.Add(ctx, ledger.Entry{Time: time.Now().UTC(), Kind: "file.modify", Path: "/d/f", Outcome: "ok"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	count := func(path string) (int, string) {
+		var p struct{ Entries []json.RawMessage }
+		var body []byte
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, body, _ = ts.do(tokAuditor, "GET", path, nil)
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatalf("%s: %v %s", path, err, body)
+			}
+			if len(p.Entries) > 0 || time.Now().After(deadline) {
+				return len(p.Entries), string(body)
+			}
+			time.Sleep(10 * time.Millisecond) // the stream appends within its linger
+		}
+	}
+	add(3)
+	partial, _ := count("/api/v1/audit?kind=file.modify&limit=100")
+	for deadline := time.Now().Add(10 * time.Second); partial != 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		partial, _ = count("/api/v1/audit?kind=file.modify&limit=100")
+	}
+	full, fullBody := count("/api/v1/audit?kind=file.modify&limit=2")
+	if full != 2 || partial != 3 {
+		t.Fatalf("pages of %d and %d entries, want 2 and 3", full, partial)
+	}
+	add(4)
+	deadline := time.Now().Add(10 * time.Second)
+	for partial != 7 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		partial, _ = count("/api/v1/audit?kind=file.modify&limit=100")
+	}
+	if partial != 7 {
+		t.Errorf("the partial page has %d entries after 4 more, want 7", partial)
+	}
+	if n, body := count("/api/v1/audit?kind=file.modify&limit=2"); n != 2 || body != fullBody {
+		t.Errorf("the full page changed:\n%s\nnow\n%s", fullBody, body)
+	}
+}
+
+func TestASnapshotThroughTheAPIShowsInTheVersionsAtOnce(t *testing.T) {
+	ts := newTestServer(t, nil)
+	list := func() int {
+		var r struct{ Total int }
+		_, body, _ := ts.do(tokOperator, "GET", "/api/v1/datasets/features/versions", nil)
+		json.Unmarshal(body, &r)
+		return r.Total
+	}
+	if n := list(); n != 1 {
+		t.Fatalf("%d versions, want 1", n)
+	}
+	status, body, _ := ts.do(tokOperator, "POST", "/api/v1/datasets/features/snapshots", nil)
+	if status != http.StatusAccepted {
+		t.Fatalf("%d %s", status, body)
+	}
+	var j Job
+	json.Unmarshal(body, &j)
+	for deadline := time.Now().Add(30 * time.Second); j.State != "done" && j.State != "failed" && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		_, body, _ = ts.do(tokOperator, "GET", "/api/v1/datasets/features/snapshots/"+j.ID, nil)
+		json.Unmarshal(body, &j)
+	}
+	if j.State != "done" {
+		t.Fatalf("job %+v", j)
+	}
+	if n := list(); n != 2 {
+		t.Fatalf("%d versions right after the snapshot job, want 2", n)
 	}
 }
