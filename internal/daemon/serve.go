@@ -183,6 +183,10 @@ func serve(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 			return snap.snapshot(ctx, dataset, reason)
 		},
 		Push: push.push, Incidents: guard.Manager{Vault: v, DB: db},
+		Schedule: func() []schedule.DatasetStatus {
+			ds, _ := sched.Status()
+			return ds
+		},
 		RestoreDir: filepath.Join(opts.StateDir, "restores"), RateLimit: cfg.Server.RateLimit, Metrics: metrics, Logger: log,
 		Ready: func() error {
 			if !ready.Load() {

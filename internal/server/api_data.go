@@ -29,6 +29,18 @@ type apiDataset struct {
 	Versions   int       `json:"versions"`
 	Latest     string    `json:"latest,omitempty"`
 	LatestTime time.Time `json:"latest_time,omitzero"`
+	Schedule   *apiPlan  `json:"schedule,omitempty"`
+}
+
+// apiPlan is a protected dataset's snapshot schedule in responses.
+type apiPlan struct {
+	Next       time.Time `json:"next,omitzero"`
+	NextReason string    `json:"next_reason,omitempty"`
+	Last       time.Time `json:"last,omitzero"`
+	LastError  string    `json:"last_error,omitempty"`
+	Failures   int       `json:"failures"`
+	Dirty      bool      `json:"dirty"`
+	Running    bool      `json:"running"`
 }
 
 // apiVersion is a version in responses.
@@ -160,6 +172,14 @@ func (s *Server) getDataset(c *call) error {
 		return err
 	}
 	out := apiDataset{Name: name, Stage: stage, Path: s.byName[name].Path}
+	if s.opts.Schedule != nil {
+		for _, st := range s.opts.Schedule() {
+			if st.Name == name {
+				out.Schedule = &apiPlan{Next: st.Next.UTC(), NextReason: st.NextReason, Last: st.Last.UTC(), LastError: st.LastError,
+					Failures: st.Failures, Dirty: st.Dirty, Running: st.Running}
+			}
+		}
+	}
 	rows, err := s.opts.DB.Datasets(c.ctx)
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"github.com/custodyhq/custody/internal/guard"
 	"github.com/custodyhq/custody/internal/ledger"
 	"github.com/custodyhq/custody/internal/offsite"
+	"github.com/custodyhq/custody/internal/schedule"
 	"github.com/custodyhq/custody/internal/vault"
 )
 
@@ -54,6 +55,8 @@ type Options struct {
 	// with its own schedule. Nil: the route answers 501.
 	Snapshot func(ctx context.Context, dataset, reason string) (string, error)
 	Push     func(ctx context.Context, offsite string) (offsite.PushStats, error)
+	// Schedule, if set, reports the daemon's snapshot schedule.
+	Schedule func() []schedule.DatasetStatus
 	// Incidents performs incident transitions and lockout releases; its
 	// Record and By are set per request.
 	Incidents guard.Manager

@@ -19,6 +19,7 @@ import (
 	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/guard"
 	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/schedule"
 	"github.com/custodyhq/custody/internal/server/auth"
 	"github.com/custodyhq/custody/internal/snapshot"
 	"github.com/custodyhq/custody/internal/vault"
@@ -307,7 +308,7 @@ func TestRefusesMissingMalformedUnknownExpiredRevokedAndSuspendedTokens(t *testi
 
 func TestRateLimitsPerTokenAndPerAddress(t *testing.T) {
 	t.Run("token", func(t *testing.T) {
-		ts := newTestServer(t, func(o *Options) { o.RateLimit = config.RateLimit{PerToken: 1, PerAddress: 1000, Burst: 5} })
+		ts := newTestServer(t, func(o *Options) { o.RateLimit = config.RateLimit{PerToken: 1, PerAddress: 1e6, Burst: 5} })
 		for i := range 5 {
 			if status, body, _ := ts.do(tokAdmin, "GET", "/api/v1/datasets", nil); status != 200 {
 				t.Fatalf("request %d: %d %s", i, status, body)
@@ -574,5 +575,26 @@ func TestASnapshotThroughTheAPIShowsInTheVersionsAtOnce(t *testing.T) {
 	}
 	if n := list(); n != 2 {
 		t.Fatalf("%d versions right after the snapshot job, want 2", n)
+	}
+}
+
+func TestADatasetShowsItsSnapshotSchedule(t *testing.T) {
+	next := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	ts := newTestServer(t, func(o *Options) {
+		o.Schedule = func() []schedule.DatasetStatus {
+			return []schedule.DatasetStatus{{Name: "features", Next: next, NextReason: "scheduled", Dirty: true, Failures: 2, LastError: "disk full"}}
+		}
+	})
+	var d apiDataset
+	_, body, _ := ts.do(tokOperator, "GET", "/api/v1/datasets/features", nil)
+	if err := json.Unmarshal(body, &d); err != nil || d.Schedule == nil {
+		t.Fatalf("%v %s", err, body)
+	}
+	if !d.Schedule.Next.Equal(next) || d.Schedule.NextReason != "scheduled" || !d.Schedule.Dirty || d.Schedule.Failures != 2 || d.Schedule.LastError != "disk full" {
+		t.Errorf("schedule %+v", *d.Schedule)
+	}
+	_, body, _ = ts.do(tokOperator, "GET", "/api/v1/datasets/raw", nil)
+	if strings.Contains(string(body), "schedule") {
+		t.Errorf("a dataset the schedule does not list shows one: %s", body)
 	}
 }
