@@ -5,22 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 )
-
-func TestParseAgeAcceptsDaysWeeksAndGoDurations(t *testing.T) {
-	cases := map[string]time.Duration{"30d": 30 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "36h": 36 * time.Hour, "1.5d": 36 * time.Hour, "": 0}
-	for in, want := range cases {
-		if got, err := parseAge(in); err != nil || got != want {
-			t.Errorf("parseAge(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"-1d", "xd", "3 days", "-5h"} {
-		if _, err := parseAge(bad); err == nil {
-			t.Errorf("parseAge(%q) accepted", bad)
-		}
-	}
-}
 
 func TestSplitTargetSeparatesVersionAndSubPath(t *testing.T) {
 	cases := map[string][2]string{

@@ -14,6 +14,7 @@ import (
 
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/ledger"
 	"github.com/custodyhq/custody/internal/vault"
 )
@@ -38,23 +39,6 @@ func (g *globals) withAudit(ctx context.Context, fn func(v *vault.Vault, rec *au
 	return fn(v, rec, db)
 }
 
-// parseWhen accepts RFC 3339 times, dates (2006-01-02) and ages (30d, 36h: that long ago).
-func parseWhen(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.ParseInLocation("2006-01-02", s, time.Local); err == nil {
-		return t, nil
-	}
-	if d, err := parseAge(s); err == nil {
-		return time.Now().Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("bad time %q: use 2026-11-01, 2026-11-01T12:00:00Z or an age like 7d or 36h", s)
-}
-
 type auditFilter struct{ dataset, path, user, kind, since, until string }
 
 func (f *auditFilter) flags(cmd *cobra.Command) {
@@ -70,10 +54,10 @@ func (f *auditFilter) flags(cmd *cobra.Command) {
 func (f *auditFilter) query() (catalog.Query, error) {
 	q := catalog.Query{Dataset: f.dataset, Path: f.path, User: f.user, Kind: f.kind, After: -1}
 	var err error
-	if q.Since, err = parseWhen(f.since); err != nil {
+	if q.Since, err = config.ParseWhen(f.since, time.Now()); err != nil {
 		return q, usagef("--since: %v", err)
 	}
-	if q.Until, err = parseWhen(f.until); err != nil {
+	if q.Until, err = config.ParseWhen(f.until, time.Now()); err != nil {
 		return q, usagef("--until: %v", err)
 	}
 	return q, nil

@@ -2,37 +2,16 @@ package cli
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/ledger"
 
 	"github.com/custodyhq/custody/internal/prune"
 )
-
-// parseAge accepts Go durations plus d (days) and w (weeks): "30d", "2w", "36h".
-func parseAge(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			f, err := strconv.ParseFloat(n, 64)
-			if err != nil || f < 0 {
-				return 0, fmt.Errorf("bad duration %q: use e.g. 30d, 2w or 36h", s)
-			}
-			return time.Duration(f * float64(unit)), nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("bad duration %q: use e.g. 30d, 2w or 36h", s)
-	}
-	return d, nil
-}
 
 func newForgetCmd(g *globals) *cobra.Command {
 	var dataset, within string
@@ -51,7 +30,7 @@ func newForgetCmd(g *globals) *cobra.Command {
 			if dataset == "" {
 				return usagef("forget: --dataset is required")
 			}
-			d, err := parseAge(within)
+			d, err := config.ParseAge(within)
 			if err != nil {
 				return usagef("forget: --keep-within: %v", err)
 			}

@@ -178,7 +178,7 @@ func (g *globals) runGuardConfig(ctx context.Context, args []string, f guardFlag
 		pick[filepath.Clean(abs)] = true
 	}
 	var roots []daemon.Root
-	var sets []guard.Dataset
+	var picked []config.Dataset
 	for i := range cfg.Datasets {
 		d := &cfg.Datasets[i]
 		if len(pick) > 0 && !pick[filepath.Clean(d.Path)] {
@@ -189,7 +189,7 @@ func (g *globals) runGuardConfig(ctx context.Context, args []string, f guardFlag
 			return fmt.Errorf("guard: dataset %s: %s is not a directory (%s)", d.Name, d.Path, f.config)
 		}
 		roots = append(roots, daemon.Root{Path: d.Path, Dataset: d.Name})
-		sets = append(sets, guard.Dataset{Name: d.Name, Path: d.Path, Frozen: d.Frozen, Writers: d.WriterUIDs()})
+		picked = append(picked, *d)
 	}
 	for p := range pick {
 		return usagef("guard: %s is not a dataset in %s", p, f.config)
@@ -201,20 +201,7 @@ func (g *globals) runGuardConfig(ctx context.Context, args []string, f guardFlag
 	if !gc.Enabled {
 		return fmt.Errorf("guard: the guard is disabled in %s (guard.enabled: false)", f.config)
 	}
-	opts := guard.Options{Datasets: sets,
-		Thresholds: guard.Thresholds{Window: gc.Window, Warning: gc.Thresholds.Warning, Major: gc.Thresholds.Major, Critical: gc.Thresholds.Critical},
-		Policy: guard.Policy{Process: gc.Process, Snapshot: guard.ParseSeverity(gc.Respond.Snapshot),
-			Gate: guard.ParseSeverity(gc.Respond.Gate), Lockout: guard.ParseSeverity(gc.Respond.Lockout)}}
-	var alerts guard.Alerters
-	for _, w := range cfg.Alerts.Webhooks {
-		alerts = append(alerts, guard.Webhook{URL: string(w)})
-	}
-	if cfg.Alerts.Syslog {
-		alerts = append(alerts, guard.Syslog{})
-	}
-	if len(alerts) > 0 {
-		opts.Alert = alerts
-	}
+	opts := daemon.GuardConfig(cfg, picked)
 	return g.guardWith(ctx, roots, f.backend, gc.Canaries, opts)
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/ledger"
 	"github.com/custodyhq/custody/internal/offsite"
 	"github.com/custodyhq/custody/internal/vault"
@@ -280,7 +281,7 @@ func newLockCmd(g *globals) *cobra.Command {
 			case days > 0:
 				req.Until = time.Now().Add(time.Duration(days) * 24 * time.Hour)
 			case until != "":
-				t, err := parseWhen(until)
+				t, err := config.ParseWhen(until, time.Now())
 				if err != nil {
 					return usageError{err}
 				}

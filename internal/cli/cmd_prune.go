@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/ledger"
 
 	"github.com/custodyhq/custody/internal/prune"
@@ -19,7 +20,7 @@ func newPruneCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if margin != "" {
-				d, err := parseAge(margin)
+				d, err := config.ParseAge(margin)
 				if err != nil {
 					return usagef("prune: --safety-margin: %v", err)
 				}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/report"
 	"github.com/custodyhq/custody/internal/vault"
 )
@@ -30,7 +31,7 @@ func newReportCustodyCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := report.Options{Now: time.Now()}
 			if since != "" {
-				t, err := parseWhen(since)
+				t, err := config.ParseWhen(since, time.Now())
 				if err != nil {
 					return usagef("report: --since: %v", err)
 				}

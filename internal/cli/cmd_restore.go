@@ -12,6 +12,7 @@ import (
 	"github.com/custodyhq/custody/internal/backend"
 	"github.com/custodyhq/custody/internal/backend/s3"
 	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/ledger"
 	"github.com/custodyhq/custody/internal/offsite"
 	"github.com/custodyhq/custody/internal/vault"
@@ -33,7 +34,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 			}
 			var when time.Time
 			if asOf != "" {
-				if when, err = parseWhen(asOf); err != nil {
+				if when, err = config.ParseWhen(asOf, time.Now()); err != nil {
 					return usagef("restore: --as-of: %v", err)
 				}
 			}

@@ -44,3 +44,43 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return time.Duration(days)*day + d, nil
 }
+
+// ParseAge reads an age or span: Go durations plus d (days) and w (weeks): "30d", "2w", "36h".
+func ParseAge(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil || f < 0 {
+				return 0, fmt.Errorf("bad duration %q: use e.g. 30d, 2w or 36h", s)
+			}
+			return time.Duration(f * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration %q: use e.g. 30d, 2w or 36h", s)
+	}
+	return d, nil
+}
+
+// ParseWhen reads a point in time as people give one on the command line
+// or in an API query: an RFC 3339 time, a local date (2006-01-02), or an
+// age (30d, 2w, 36h: that long before now).
+func ParseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation("2006-01-02", s, time.Local); err == nil {
+		return t, nil
+	}
+	if d, err := ParseAge(s); err == nil {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("bad time %q: use 2026-11-01, 2026-11-01T12:00:00Z or an age like 7d or 36h", s)
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/guard"
 	"github.com/custodyhq/custody/internal/guard/lockout"
 	"github.com/custodyhq/custody/internal/vault"
@@ -107,4 +108,28 @@ func Guard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 		lerr = nil
 	}
 	return errors.Join(err, gerr, lerr, serr)
+}
+
+// GuardConfig is the guard's options for datasets, with the thresholds,
+// responses and alerts of cfg.
+func GuardConfig(cfg *config.Config, datasets []config.Dataset) guard.Options {
+	gc := cfg.Guard
+	opts := guard.Options{
+		Thresholds: guard.Thresholds{Window: gc.Window, Warning: gc.Thresholds.Warning, Major: gc.Thresholds.Major, Critical: gc.Thresholds.Critical},
+		Policy: guard.Policy{Process: gc.Process, Snapshot: guard.ParseSeverity(gc.Respond.Snapshot),
+			Gate: guard.ParseSeverity(gc.Respond.Gate), Lockout: guard.ParseSeverity(gc.Respond.Lockout)}}
+	for _, d := range datasets {
+		opts.Datasets = append(opts.Datasets, guard.Dataset{Name: d.Name, Path: d.Path, Frozen: d.Frozen, Writers: d.WriterUIDs()})
+	}
+	var alerts guard.Alerters
+	for _, w := range cfg.Alerts.Webhooks {
+		alerts = append(alerts, guard.Webhook{URL: string(w)})
+	}
+	if cfg.Alerts.Syslog {
+		alerts = append(alerts, guard.Syslog{})
+	}
+	if len(alerts) > 0 {
+		opts.Alert = alerts // a nil Alerters in the interface would not be nil
+	}
+	return opts
 }

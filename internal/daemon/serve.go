@@ -281,25 +281,8 @@ func watchOrGuard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *
 		}
 		return err
 	}
-	gc := cfg.Guard
-	var sets []guard.Dataset
-	for _, d := range cfg.Datasets {
-		sets = append(sets, guard.Dataset{Name: d.Name, Path: d.Path, Frozen: d.Frozen, Writers: d.WriterUIDs()})
-	}
-	gopts := guard.Options{Datasets: sets, Canaries: canaries,
-		Thresholds: guard.Thresholds{Window: gc.Window, Warning: gc.Thresholds.Warning, Major: gc.Thresholds.Major, Critical: gc.Thresholds.Critical},
-		Policy: guard.Policy{Process: gc.Process, Snapshot: guard.ParseSeverity(gc.Respond.Snapshot),
-			Gate: guard.ParseSeverity(gc.Respond.Gate), Lockout: guard.ParseSeverity(gc.Respond.Lockout)}}
-	var alerts guard.Alerters
-	for _, w := range cfg.Alerts.Webhooks {
-		alerts = append(alerts, guard.Webhook{URL: string(w)})
-	}
-	if cfg.Alerts.Syslog {
-		alerts = append(alerts, guard.Syslog{})
-	}
-	if len(alerts) > 0 {
-		gopts.Alert = alerts
-	}
+	gopts := GuardConfig(cfg, cfg.Datasets)
+	gopts.Canaries = canaries
 	return Guard(ctx, v, rec, db, GuardOptions{Roots: roots, Source: src, Guard: gopts, Logger: log, Ready: onReady, Stream: stream, Event: onEvent})
 }
 

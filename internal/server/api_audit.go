@@ -15,23 +15,15 @@ import (
 	"github.com/custodyhq/custody/internal/report"
 )
 
-// timeParam reads a time query parameter: RFC 3339, a date, or an age
-// (7d, 36h: that long ago).
+// timeParam reads a time query parameter as the CLI reads --since:
+// RFC 3339, a date, or an age (7d, 36h: that long ago).
 func (c *call) timeParam(name string) (time.Time, error) {
 	v := c.r.URL.Query().Get(name)
-	if v == "" {
-		return time.Time{}, nil
+	t, err := config.ParseWhen(v, c.s.opts.Now())
+	if err != nil {
+		return time.Time{}, errorf(http.StatusBadRequest, "query parameter %s: %v", name, err)
 	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.ParseInLocation("2006-01-02", v, time.Local); err == nil {
-		return t, nil
-	}
-	if d, err := config.ParseDuration(v); err == nil && d >= 0 {
-		return c.s.opts.Now().Add(-d), nil
-	}
-	return time.Time{}, errorf(http.StatusBadRequest, "query parameter %s=%q: use 2026-11-01, 2026-11-01T12:00:00Z or an age like 7d", name, v)
+	return t, nil
 }
 
 // searchAudit pages through the ledger: ?dataset= &path= &user= &kind=
