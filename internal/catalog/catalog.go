@@ -56,7 +56,8 @@ func damaged(err error) error {
 type DB struct {
 	db      *sql.DB
 	driver  string
-	applied int // migrations run by Open, for tests
+	path    string // SQLite: the database file
+	applied int    // migrations run by Open, for tests
 
 	// recent holds the stored hashes of the page of rows Records read
 	// last, by record index.
@@ -72,6 +73,28 @@ type DB struct {
 		sync.Mutex
 		m map[string]*sql.Stmt
 	}
+}
+
+// ChangeMark is a mark that differs whenever the catalog may have changed
+// since it was last taken, for pollers that want to skip reading an
+// unchanged catalog (an idle guard asking for lockouts each second). With
+// SQLite it is the size and modification time of the database and its
+// write-ahead log, which every commit, by any process, touches; with
+// PostgreSQL there is none (ok false): poll.
+func (db *DB) ChangeMark() (mark string, ok bool) {
+	if db.driver != SQLite {
+		return "", false
+	}
+	var b strings.Builder
+	for _, p := range []string{db.path, db.path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			b.WriteString("-;")
+			continue
+		}
+		fmt.Fprintf(&b, "%d,%d;", fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String(), true
 }
 
 // maxStmts bounds the prepared statements kept (searches vary in their
@@ -213,6 +236,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	default:
 		db.driver = SQLite
 		path := strings.TrimPrefix(dsn, "sqlite:")
+		db.path = path
 		if path == "" {
 			return nil, errors.New("catalog: empty database path")
 		}

@@ -769,7 +769,8 @@ func (db *DB) ReleaseLockout(ctx context.Context, uid uint32, by string, at time
 
 // Lockouts lists the active lockouts, oldest first.
 func (db *DB) Lockouts(ctx context.Context) ([]Lockout, error) {
-	rs, err := db.db.QueryContext(ctx, `SELECT uid, user_name, incident, since, locked_by FROM lockouts WHERE released_at = 0 ORDER BY since, uid`)
+	// A prepared statement: a running guard asks every second.
+	rs, err := db.query(ctx, `SELECT uid, user_name, incident, since, locked_by FROM lockouts WHERE released_at = 0 ORDER BY since, uid`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: lockouts: %w", err)
 	}

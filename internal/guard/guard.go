@@ -92,15 +92,17 @@ type Stopper func(pid int, uid uint32, kill bool) error
 // Guard turns events into incidents and responses. Observe feeds it; Run
 // does the work on its own goroutine.
 type Guard struct {
-	v         *vault.Vault
-	db        *catalog.DB
-	led       Ledger
-	lock      Locker
-	stop      Stopper
-	opts      Options
-	log       *slog.Logger
-	detectors []detect.Detector
-	score     *scorer
+	v  *vault.Vault
+	db *catalog.DB
+	// lockoutMark is the catalog's change mark at the last lockout sync.
+	lockoutMark string
+	led         Ledger
+	lock        Locker
+	stop        Stopper
+	opts        Options
+	log         *slog.Logger
+	detectors   []detect.Detector
+	score       *scorer
 
 	in      chan watch.Event
 	stopped chan struct{} // closed when Run returns

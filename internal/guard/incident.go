@@ -388,16 +388,24 @@ func (g *Guard) syncLockouts(ctx context.Context) error {
 	if g.lock == nil {
 		return nil
 	}
+	// Idle, nothing changes the catalog: skip reading it (most of an
+	// idle daemon's CPU went to this query).
+	mark, ok := g.db.ChangeMark()
+	if ok && mark == g.lockoutMark {
+		return nil
+	}
 	want, err := g.db.Lockouts(ctx)
 	if err != nil {
 		return err
 	}
 	wanted := map[uint32]bool{}
+	synced := true // else try again at the next tick, changed catalog or not
 	for _, l := range want {
 		wanted[l.UID] = true
 		if !slices.Contains(g.lock.Locked(), l.UID) {
 			if err := g.lock.Lock(l.UID); err != nil {
 				g.log.Warn("guard: applying a lockout", "uid", l.UID, "err", err)
+				synced = false
 			}
 		}
 	}
@@ -405,8 +413,12 @@ func (g *Guard) syncLockouts(ctx context.Context) error {
 		if !wanted[uid] {
 			if err := g.lock.Release(uid); err != nil {
 				g.log.Warn("guard: releasing a lockout", "uid", uid, "err", err)
+				synced = false
 			}
 		}
+	}
+	if synced {
+		g.lockoutMark = mark
 	}
 	// A released principal's next incident is a new one.
 	for k, inc := range g.incidents {
