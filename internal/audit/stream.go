@@ -120,8 +120,18 @@ func (s *Stream) Run(ctx context.Context) (err error) {
 		batch = append(batch, q.rec)
 		entries = append(entries, q.e)
 	}
-	tick := time.NewTicker(s.opts.Checkpoint)
+	// The checkpoint timer runs only while there is something to sign or
+	// to store: an idle stream wakes no one (an idle daemon's CPU is its
+	// wake-ups).
+	tick := time.NewTimer(s.opts.Checkpoint)
 	defer tick.Stop()
+	armed := true
+	arm := func() {
+		if !armed {
+			tick.Reset(s.opts.Checkpoint)
+			armed = true
+		}
+	}
 	var signedSize, vaultSize int64 = -1, -1
 	lastVault := time.Now()
 	var latest []byte
@@ -194,16 +204,19 @@ func (s *Stream) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			armed = false
 			if err := flush(ctx); err != nil {
 				return err
 			}
 			toVault := time.Since(lastVault) >= s.opts.VaultCheckpoint
-			if s.Appended == signedAppended && (!toVault || signedSize == vaultSize) {
-				continue // nothing new from this stream to sign or store
+			if s.Appended != signedAppended || toVault && signedSize != vaultSize {
+				signedAppended = s.Appended
+				if err := checkpoint(ctx, toVault); err != nil {
+					return err
+				}
 			}
-			signedAppended = s.Appended
-			if err := checkpoint(ctx, toVault); err != nil {
-				return err
+			if signedSize != vaultSize { // the vault's copy is still to come
+				arm()
 			}
 		case q := <-s.in:
 			take(q)
@@ -235,6 +248,7 @@ func (s *Stream) Run(ctx context.Context) (err error) {
 			if err := flush(ctx); err != nil {
 				return err
 			}
+			arm()
 		}
 	}
 }
