@@ -58,19 +58,7 @@ func newOffsiteAddCmd(g *globals) *cobra.Command {
 				defer func() { err = g.audited(ctx, v, &entry, err) }()
 				f := g.s3.withEnv()
 				rec := catalog.Offsite{Name: args[0], URL: args[1], Endpoint: f.endpoint, Region: f.region, InsecureTLS: f.insecure, LockMode: m, LockDays: days, Created: time.Now()}
-				t, err := offsite.Open(ctx, rec)
-				if err != nil {
-					return err
-				}
-				if err := t.CheckBucket(ctx); err != nil {
-					return err
-				}
-				base, err := offsite.TakeBaseline(ctx, t)
-				if err != nil {
-					return err
-				}
-				rec.Baseline = base.Encode()
-				if err := db.AddOffsite(ctx, rec); err != nil {
+				if rec, err = offsite.Add(ctx, db, rec); err != nil {
 					return err
 				}
 				if g.json {

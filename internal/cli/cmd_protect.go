@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -310,7 +309,7 @@ func daemonGC() {
 	}
 }
 
-func isRemote(location string) bool { return bytes.Contains([]byte(location), []byte("://")) }
+func isRemote(location string) bool { return strings.Contains(location, "://") }
 
 // writeFileAtomic writes a new owner-only file through a temporary one,
 // so a crash leaves the old state or the new, never half a file.

@@ -365,21 +365,8 @@ func (s *snapshotter) catchUp(ctx context.Context, dataset string) error {
 	if err != nil || taken.Unchanged || taken.Parent == nil {
 		return err
 	}
-	diff, err := snapshot.Diff(ctx, s.v, taken.Parent.Tree, taken.Version.Tree)
-	if err != nil {
-		return err
-	}
-	now := time.Now().UTC()
-	for _, cs := range [][]snapshot.Change{diff.Removed, diff.Added, diff.Modified} {
-		for _, c := range cs {
-			e := watch.Event{Time: now, Kind: watch.Rescan, Path: filepath.Join(d.Path, filepath.FromSlash(c.Path)), Root: d.Path,
-				Detail: map[string]string{"change": c.Kind, "version": taken.Version.ID.String(), "principal": "unknown", "while": "not watched"}}
-			if err := s.stream.Add(ctx, Entry(e, dataset)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return recordChanges(ctx, s.v, s.stream, Root{Path: d.Path, Dataset: dataset}, taken.Parent, taken.Version,
+		map[string]string{"while": "not watched"}, nil)
 }
 
 // take snapshots d, indexes and records the version; the caller holds
@@ -480,18 +467,7 @@ func ensureOffsite(ctx context.Context, db *catalog.DB, stream *audit.Stream, o 
 		}
 		rec.LockMode = m
 	}
-	t, err := offsite.Open(ctx, rec)
-	if err == nil {
-		err = t.CheckBucket(ctx)
-	}
-	var base offsite.Baseline
-	if err == nil {
-		base, err = offsite.TakeBaseline(ctx, t)
-	}
-	if err == nil {
-		rec.Baseline = base.Encode()
-		err = db.AddOffsite(ctx, rec)
-	}
+	rec, err := offsite.Add(ctx, db, rec)
 	e := ledger.Entry{Time: time.Now().UTC(), Kind: "offsite.add", Actor: audit.Self(), Path: o.URL, Outcome: audit.Outcome(err),
 		Detail: map[string]string{"offsite": o.Name, "lock_mode": rec.LockMode, "lock_days": fmt.Sprint(rec.LockDays)}}
 	if aerr := stream.Add(ctx, e); aerr != nil && err == nil {

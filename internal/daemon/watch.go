@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -263,27 +264,34 @@ func rescan(ctx context.Context, v *vault.Vault, s *audit.Stream, r Root, opts W
 	if err != nil {
 		return err
 	}
-	parent, res, id := taken.Parent, taken.Result, taken.Version.ID
+	parent, id := taken.Parent, taken.Version.ID
 	indexVersion(ctx, opts, taken.Version)
 	if parent == nil {
 		opts.Logger.Info("no earlier version to compare with: the rescan snapshot is the baseline", "root", r.Path, "version", id.Short())
 		return nil
 	}
-	d, err := snapshot.Diff(ctx, v, parent.Tree, res.Tree)
+	return recordChanges(ctx, v, s, r, parent, taken.Version, nil, opts.Event)
+}
+
+// recordChanges records each difference between versions parent and ver
+// of r's dataset as a rescan event (without a principal: who made it is
+// not known), with the details in extra, and hands each to event if set.
+func recordChanges(ctx context.Context, v *vault.Vault, s *audit.Stream, r Root, parent, ver *vault.Version, extra map[string]string, event func(watch.Event)) error {
+	d, err := snapshot.Diff(ctx, v, parent.Tree, ver.Tree)
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC()
 	for _, cs := range [][]snapshot.Change{d.Removed, d.Added, d.Modified} {
 		for _, c := range cs {
-			kind := c.Kind
-			e := watch.Event{Time: now, Kind: watch.Rescan, Path: filepath.Join(r.Path, filepath.FromSlash(c.Path)), Root: r.Path,
-				Detail: map[string]string{"change": kind, "version": id.String(), "principal": "unknown"}}
+			detail := map[string]string{"change": c.Kind, "version": ver.ID.String(), "principal": "unknown"}
+			maps.Copy(detail, extra)
+			e := watch.Event{Time: now, Kind: watch.Rescan, Path: filepath.Join(r.Path, filepath.FromSlash(c.Path)), Root: r.Path, Detail: detail}
 			if err := record(ctx, s, []Root{r}, e); err != nil {
 				return err
 			}
-			if opts.Event != nil {
-				opts.Event(e)
+			if event != nil {
+				event(e)
 			}
 		}
 	}

@@ -37,6 +37,26 @@ func Open(ctx context.Context, rec catalog.Offsite) (*Target, error) {
 	return &Target{Rec: rec, S3: b}, nil
 }
 
+// Add makes rec an offsite of the catalog: it checks the bucket is safe
+// to push to (versioning, and Object Lock when rec locks), keeps the
+// bucket's configuration as the baseline later audits compare with, and
+// records rec with it. It returns rec as recorded.
+func Add(ctx context.Context, db *catalog.DB, rec catalog.Offsite) (catalog.Offsite, error) {
+	t, err := Open(ctx, rec)
+	if err != nil {
+		return rec, err
+	}
+	if err := t.CheckBucket(ctx); err != nil {
+		return rec, err
+	}
+	base, err := TakeBaseline(ctx, t)
+	if err != nil {
+		return rec, err
+	}
+	rec.Baseline = base.Encode()
+	return rec, db.AddOffsite(ctx, rec)
+}
+
 // ParseLockMode reads a --lock-mode value: "" (none), governance or
 // compliance, in any case.
 func ParseLockMode(s string) (string, error) {

@@ -116,12 +116,11 @@ func (s *Server) stageOf(ctx context.Context, name string) (string, bool, error)
 	if d, ok := s.byName[name]; ok {
 		return d.Stage, true, nil
 	}
-	vs, err := s.opts.DB.Versions(ctx, name)
+	vs, err := s.versions.get(ctx, s.opts.DB, name) // newest first
 	if err != nil || len(vs) == 0 {
 		return "", false, err
 	}
-	newest := slices.MaxFunc(vs, func(a, b catalog.Version) int { return a.Time.Compare(b.Time) })
-	return newest.Stage, true, nil
+	return vs[0].Stage, true, nil
 }
 
 // dataset checks the route's dataset exists and the token may act on
