@@ -30,6 +30,8 @@ type GuardOptions struct {
 	Stream *audit.Stream
 	// Event, if set, sees every event after coalescing (WatchOptions.Event).
 	Event func(watch.Event)
+	// Rescan, if set, takes the overflow rescans (WatchOptions.Rescan).
+	Rescan func(ctx context.Context, r Root, report func(watch.Event)) error
 }
 
 // Guard watches the roots like Watch and runs every event through the
@@ -93,7 +95,7 @@ func Guard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 		opts.Ready()
 	}
 	err := Watch(ctx, v, rec, WatchOptions{Roots: opts.Roots, Source: opts.Source, Logger: log, Index: db,
-		Stream: stream, Observe: gd.Observe, Event: opts.Event})
+		Stream: stream, Observe: gd.Observe, Event: opts.Event, Rescan: opts.Rescan})
 	gd.Close()
 	gerr := <-guardDone
 	stopLock()

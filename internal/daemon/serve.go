@@ -259,7 +259,7 @@ func serve(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 		}
 	})
 	wg.Go(func() {
-		errs[2] = watchOrGuard(ctx, v, rec, db, cfg, src, roots, canaries, stream, onEvent, onReady, log)
+		errs[2] = watchOrGuard(ctx, v, rec, db, cfg, src, roots, canaries, stream, snap, onEvent, onReady, log)
 		cancel()
 	})
 	wg.Wait()
@@ -272,10 +272,10 @@ func serve(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog
 // watchOrGuard runs the guard over roots, or only the watch when the
 // guard is disabled.
 func watchOrGuard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *catalog.DB, cfg *config.Config, src watch.Source,
-	roots []Root, canaries []string, stream *audit.Stream, onEvent func(watch.Event), onReady func(), log *slog.Logger) error {
+	roots []Root, canaries []string, stream *audit.Stream, snap *snapshotter, onEvent func(watch.Event), onReady func(), log *slog.Logger) error {
 	if !cfg.Guard.Enabled {
 		onReady()
-		err := Watch(ctx, v, rec, WatchOptions{Roots: roots, Source: src, Logger: log, Index: db, Stream: stream, Event: onEvent})
+		err := Watch(ctx, v, rec, WatchOptions{Roots: roots, Source: src, Logger: log, Index: db, Stream: stream, Event: onEvent, Rescan: snap.rescan})
 		if errors.Is(err, ctx.Err()) {
 			err = nil
 		}
@@ -283,7 +283,7 @@ func watchOrGuard(ctx context.Context, v *vault.Vault, rec *audit.Recorder, db *
 	}
 	gopts := GuardConfig(cfg, cfg.Datasets)
 	gopts.Canaries = canaries
-	return Guard(ctx, v, rec, db, GuardOptions{Roots: roots, Source: src, Guard: gopts, Logger: log, Ready: onReady, Stream: stream, Event: onEvent})
+	return Guard(ctx, v, rec, db, GuardOptions{Roots: roots, Source: src, Guard: gopts, Logger: log, Ready: onReady, Stream: stream, Event: onEvent, Rescan: snap.rescan})
 }
 
 // scheduleOptions builds the scheduler's plan from the config, resuming
@@ -367,6 +367,24 @@ func (s *snapshotter) catchUp(ctx context.Context, dataset string) error {
 	}
 	return recordChanges(ctx, s.v, s.stream, Root{Path: d.Path, Dataset: dataset}, taken.Parent, taken.Version,
 		map[string]string{"while": "not watched"}, nil)
+}
+
+// rescan snapshots r's dataset after the watch lost events, under the
+// dataset's lock, and records each difference from the previous version
+// as a file.rescan entry handed to report.
+func (s *snapshotter) rescan(ctx context.Context, r Root, report func(watch.Event)) error {
+	d, ok := s.paths[r.Dataset]
+	if !ok {
+		return fmt.Errorf("rescan: %q is not a protected dataset", r.Dataset)
+	}
+	mu := s.locks[r.Dataset]
+	mu.Lock()
+	defer mu.Unlock()
+	taken, err := s.take(ctx, d, "rescan after the watch lost events")
+	if err != nil || taken.Unchanged || taken.Parent == nil {
+		return err
+	}
+	return recordChanges(ctx, s.v, s.stream, r, taken.Parent, taken.Version, nil, report)
 }
 
 // take snapshots d, indexes and records the version; the caller holds

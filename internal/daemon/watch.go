@@ -57,6 +57,12 @@ type WatchOptions struct {
 	// save, as `custody snapshot` indexes its own (the recorder's catalog
 	// is not reachable through it).
 	Index VersionIndex
+	// Rescan, if set, takes the overflow rescans in place of Watch's own:
+	// a snapshot of the root and its differences from the last version
+	// recorded, each handed to report. The daemon sets it so that a
+	// rescan takes the dataset's snapshot lock and stage like its other
+	// snapshots, and never forks the dataset's history beside them.
+	Rescan func(ctx context.Context, r Root, report func(watch.Event)) error
 }
 
 // Watch runs the source until ctx is done: events are coalesced, appended
@@ -167,12 +173,16 @@ func Watch(ctx context.Context, v *vault.Vault, rec *audit.Recorder, opts WatchO
 		}
 		return nil
 	})
+	doRescan := opts.Rescan
+	if doRescan == nil {
+		doRescan = func(ctx context.Context, r Root, _ func(watch.Event)) error { return rescan(ctx, v, stream, r, opts) }
+	}
 	g.Go(func() error {
 		for r := range rescans {
 			queuedMu.Lock()
 			delete(queued, r.Path)
 			queuedMu.Unlock()
-			if err := rescan(gctx, v, stream, r, opts); err != nil {
+			if err := doRescan(gctx, r, opts.Event); err != nil {
 				if gctx.Err() != nil {
 					return nil
 				}
