@@ -357,34 +357,32 @@ func (s *snapshotter) snapshot(ctx context.Context, dataset, reason string) (str
 // from its previous version as a file.rescan entry: changes made while
 // no daemon watched, whose authors are unknown.
 func (s *snapshotter) catchUp(ctx context.Context, dataset string) error {
-	d := s.paths[dataset]
-	mu := s.locks[dataset]
-	mu.Lock()
-	defer mu.Unlock()
-	taken, err := s.take(ctx, d, "catch-up")
-	if err != nil || taken.Unchanged || taken.Parent == nil {
-		return err
-	}
-	return recordChanges(ctx, s.v, s.stream, Root{Path: d.Path, Dataset: dataset}, taken.Parent, taken.Version,
-		map[string]string{"while": "not watched"}, nil)
+	r := Root{Path: s.paths[dataset].Path, Dataset: dataset}
+	return s.recordSince(ctx, r, "catch-up", map[string]string{"while": "not watched"}, nil)
 }
 
-// rescan snapshots r's dataset after the watch lost events, under the
-// dataset's lock, and records each difference from the previous version
-// as a file.rescan entry handed to report.
+// rescan snapshots r's dataset after the watch lost events and records
+// each difference from the previous version, handed to report too.
 func (s *snapshotter) rescan(ctx context.Context, r Root, report func(watch.Event)) error {
+	return s.recordSince(ctx, r, "rescan after the watch lost events", nil, report)
+}
+
+// recordSince snapshots r's dataset for reason under the dataset's lock,
+// and records each difference from the previous version as a
+// file.rescan entry with the details in extra, handed to report if set.
+func (s *snapshotter) recordSince(ctx context.Context, r Root, reason string, extra map[string]string, report func(watch.Event)) error {
 	d, ok := s.paths[r.Dataset]
 	if !ok {
-		return fmt.Errorf("rescan: %q is not a protected dataset", r.Dataset)
+		return fmt.Errorf("%s: %q is not a protected dataset", reason, r.Dataset)
 	}
 	mu := s.locks[r.Dataset]
 	mu.Lock()
 	defer mu.Unlock()
-	taken, err := s.take(ctx, d, "rescan after the watch lost events")
+	taken, err := s.take(ctx, d, reason)
 	if err != nil || taken.Unchanged || taken.Parent == nil {
 		return err
 	}
-	return recordChanges(ctx, s.v, s.stream, r, taken.Parent, taken.Version, nil, report)
+	return recordChanges(ctx, s.v, s.stream, r, taken.Parent, taken.Version, extra, report)
 }
 
 // take snapshots d, indexes and records the version; the caller holds
