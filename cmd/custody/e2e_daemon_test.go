@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -368,16 +367,8 @@ func runWithin(t *testing.T, d time.Duration, environ []string, args ...string) 
 	cmd := exec.CommandContext(ctx, custodyBin, args...)
 	cmd.Env = environ
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{args: args, stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee) && ee.Exited():
-		r.code = ee.ExitCode()
-	default:
+	r, err := collect(cmd, args)
+	if err != nil {
 		t.Fatalf("%v\n%s", err, r)
 	}
 	return r

@@ -159,7 +159,16 @@ func (e *env) tryRun(args ...string) (result, error) { return e.tryRunEnv(nil, a
 func (e *env) tryRunEnv(extra []string, args ...string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	cmd := e.command(ctx, extra, args...)
+	r, err := collect(e.command(ctx, extra, args...), args)
+	if err != nil {
+		return r, fmt.Errorf("custody %s: %v (timeout %v)\n%s", quoteArgs(args), err, commandTimeout, r)
+	}
+	return r, nil
+}
+
+// collect runs cmd, a custody run with args, and returns its output and
+// exit code; err is for a run that did not exit by itself.
+func collect(cmd *exec.Cmd, args []string) (result, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -170,7 +179,7 @@ func (e *env) tryRunEnv(extra []string, args ...string) (result, error) {
 	case errors.As(err, &ee) && ee.Exited():
 		r.code = ee.ExitCode()
 	default:
-		return r, fmt.Errorf("custody %s: %v (timeout %v)\n%s", quoteArgs(args), err, commandTimeout, r)
+		return r, err
 	}
 	return r, nil
 }
