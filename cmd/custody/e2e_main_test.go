@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/custodyhq/custody/internal/cli"
+	"github.com/custodyhq/custody/internal/vault"
 )
 
 // custodyBin is the binary under test, built by TestMain.
@@ -156,15 +159,36 @@ func (e *env) runEnv(extra []string, args ...string) result {
 // never calls t.Fatal, so other goroutines may use it.
 func (e *env) tryRun(args ...string) (result, error) { return e.tryRunEnv(nil, args...) }
 
+// tryRunEnv runs custody in this process, through the same entry point as
+// the binary, with the env's environment and no terminal. Runs that need a
+// process of their own (daemons, kills, other users) use command.
 func (e *env) tryRunEnv(extra []string, args ...string) (result, error) {
+	return runInProcess(e.environ(extra), args...), nil
+}
+
+// runInProcess runs custody's command line in this process with environ
+// ("K=V", the last of a key wins) as its whole environment.
+func runInProcess(environ []string, args ...string) result {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	r, err := collect(e.command(ctx, extra, args...), args)
-	if err != nil {
-		return r, fmt.Errorf("custody %s: %v (timeout %v)\n%s", quoteArgs(args), err, commandTimeout, r)
-	}
-	return r, nil
+	var stdout, stderr bytes.Buffer
+	code := cli.Run(ctx, args, cli.Env{
+		Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
+		Getenv:     func(k string) string { return vars[k] },
+		NoTerminal: true,
+		KDF:        testKDF,
+	})
+	return result{args: args, stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
+
+// testKDF makes the vaults the tests create cheap to open, in this process
+// and in every subprocess alike: the cost is stored in the key file.
+var testKDF = vault.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
 // collect runs cmd, a custody run with args, and returns its output and
 // exit code; err is for a run that did not exit by itself.

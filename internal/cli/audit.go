@@ -23,17 +23,17 @@ func (g *globals) catalogDSN() string {
 	if g.catalog != "" {
 		return g.catalog
 	}
-	if dsn := os.Getenv("CUSTODY_CATALOG"); dsn != "" {
+	if dsn := g.getenv("CUSTODY_CATALOG"); dsn != "" {
 		return dsn
 	}
 	if strings.Contains(g.vault, "://") {
 		// A vault in a bucket: a catalog of this machine's, named for it
 		// (share one with --catalog postgres://... across hosts).
-		dir := os.Getenv("XDG_DATA_HOME")
+		dir := g.getenv("XDG_DATA_HOME")
 		if home, err := os.UserHomeDir(); dir == "" && err == nil {
 			dir = filepath.Join(home, ".local", "share")
 		}
-		sum := sha256.Sum256([]byte(g.vault + "\x00" + g.s3.withEnv().endpoint))
+		sum := sha256.Sum256([]byte(g.vault + "\x00" + g.s3WithEnv().endpoint))
 		dir = filepath.Join(dir, "custody")
 		os.MkdirAll(dir, 0o700)
 		return filepath.Join(dir, "catalog-"+hex.EncodeToString(sum[:8])+".db")

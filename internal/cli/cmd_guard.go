@@ -56,7 +56,7 @@ Lockouts are enforced while a guard runs (they need root and fanotify); they
 are kept in the catalog and applied again when a guard starts.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.config == "" {
-				f.config = os.Getenv("CUSTODY_CONFIG")
+				f.config = g.getenv("CUSTODY_CONFIG")
 			}
 			if f.config != "" {
 				for _, name := range []string{"dataset", "frozen", "allow", "canaries", "process", "webhook", "syslog"} {
@@ -166,7 +166,7 @@ func (g *globals) runGuardConfig(ctx context.Context, args []string, f guardFlag
 	if g.vault == "" {
 		g.vault = cfg.Vault
 	}
-	if g.catalog == "" && os.Getenv("CUSTODY_CATALOG") == "" {
+	if g.catalog == "" && g.getenv("CUSTODY_CATALOG") == "" {
 		g.catalog = cfg.Catalog
 	}
 	pick := map[string]bool{}

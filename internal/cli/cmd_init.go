@@ -25,7 +25,7 @@ func newInitCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := vault.Init(cmd.Context(), be, pass, vault.InitOptions{}); err != nil {
+			if err := vault.Init(cmd.Context(), be, pass, vault.InitOptions{KDF: g.kdf}); err != nil {
 				return err
 			}
 			v, err := vault.Open(cmd.Context(), be, pass, vault.Options{CacheDir: g.cacheDir, Logger: g.log})

@@ -7,8 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/custodyhq/custody/internal/ledger"
-
-	"github.com/custodyhq/custody/internal/vault"
 )
 
 func newKeyCmd(g *globals) *cobra.Command {
@@ -29,7 +27,7 @@ func newKeyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			name, err := v.AddKey(cmd.Context(), pass, vault.KDFParams{})
+			name, err := v.AddKey(cmd.Context(), pass, g.kdf)
 			if err != nil {
 				return err
 			}

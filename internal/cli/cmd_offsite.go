@@ -31,7 +31,7 @@ func (g *globals) openOffsite(ctx context.Context, db *catalog.DB, name string) 
 	if err != nil {
 		return nil, err
 	}
-	return offsite.Open(ctx, rec)
+	return offsite.Open(ctx, rec, g.awsKeys())
 }
 
 func newOffsiteAddCmd(g *globals) *cobra.Command {
@@ -56,9 +56,9 @@ func newOffsiteAddCmd(g *globals) *cobra.Command {
 			return g.withAudit(ctx, func(v *vault.Vault, _ *audit.Recorder, db *catalog.DB) (err error) {
 				entry := ledger.Entry{Kind: "offsite.add", Path: args[1], Detail: map[string]string{"offsite": args[0], "lock_mode": m, "lock_days": strconv.Itoa(days)}}
 				defer func() { err = g.audited(ctx, v, &entry, err) }()
-				f := g.s3.withEnv()
+				f := g.s3WithEnv()
 				rec := catalog.Offsite{Name: args[0], URL: args[1], Endpoint: f.endpoint, Region: f.region, InsecureTLS: f.insecure, LockMode: m, LockDays: days, Created: time.Now()}
-				if rec, err = offsite.Add(ctx, db, rec); err != nil {
+				if rec, err = offsite.Add(ctx, db, rec, g.awsKeys()); err != nil {
 					return err
 				}
 				if g.json {

@@ -28,11 +28,11 @@ import (
 // dataDir is where `custody protect` keeps its vault, catalog,
 // certificate and passphrase: CUSTODY_DATA_DIR, else $XDG_DATA_HOME/custody,
 // else /var/lib/custody for root and ~/.local/share/custody for others.
-func dataDir() (string, error) {
-	if d := os.Getenv("CUSTODY_DATA_DIR"); d != "" {
+func (g *globals) dataDir() (string, error) {
+	if d := g.getenv("CUSTODY_DATA_DIR"); d != "" {
 		return filepath.Abs(d)
 	}
-	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+	if d := g.getenv("XDG_DATA_HOME"); d != "" {
 		return filepath.Join(d, "custody"), nil
 	}
 	if os.Geteuid() == 0 {
@@ -102,7 +102,7 @@ data matters.`,
 			}
 			cfg.Datasets = []config.Dataset{{Name: dataset, Path: dir, Snapshot: sched}}
 			if offsiteURL != "" {
-				f := g.s3.withEnv()
+				f := g.s3WithEnv()
 				cfg.Offsites = []config.Offsite{{Name: "offsite", URL: offsiteURL, Endpoint: f.endpoint, Region: f.region,
 					InsecureTLS: f.insecure, Schedule: config.DefaultPushEvery}}
 			}
@@ -132,7 +132,7 @@ CUSTODY_PASSWORD_FILE. The first start prints an admin token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if path == "" {
-				path = os.Getenv("CUSTODY_CONFIG")
+				path = g.getenv("CUSTODY_CONFIG")
 			}
 			if path == "" {
 				return usagef("serve: give --config custody.yaml (see 'custody config example')")
@@ -155,7 +155,7 @@ CUSTODY_PASSWORD_FILE. The first start prints an admin token.`,
 // runDaemon opens (with create, makes) the vault and runs the daemon
 // over cfg's datasets until ctx ends.
 func (g *globals) runDaemon(ctx context.Context, cfg *config.Config, df daemonFlags, create bool) error {
-	data, err := dataDir()
+	data, err := g.dataDir()
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func (g *globals) runDaemon(ctx context.Context, cfg *config.Config, df daemonFl
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	if g.catalog == "" && os.Getenv("CUSTODY_CATALOG") == "" {
+	if g.catalog == "" && g.getenv("CUSTODY_CATALOG") == "" {
 		g.catalog = cfg.Catalog
 	}
 	if df.address != "" {
@@ -227,7 +227,7 @@ func (g *globals) runDaemon(ctx context.Context, cfg *config.Config, df daemonFl
 // file's path when it is the one in use.
 func (g *globals) protectPassphrase(ctx context.Context, data string) (string, error) {
 	passFile := filepath.Join(data, "passphrase")
-	haveEnv := os.Getenv("CUSTODY_PASSWORD") != "" || g.passwordFile != ""
+	haveEnv := g.getenv("CUSTODY_PASSWORD") != "" || g.passwordFile != ""
 	if !haveEnv {
 		if _, err := os.Stat(passFile); err == nil {
 			g.passwordFile = passFile
@@ -262,7 +262,7 @@ func (g *globals) protectPassphrase(ctx context.Context, data string) (string, e
 	if err != nil {
 		return "", err
 	}
-	if err := vault.Init(ctx, be, pass, vault.InitOptions{}); err != nil {
+	if err := vault.Init(ctx, be, pass, vault.InitOptions{KDF: g.kdf}); err != nil {
 		return "", err
 	}
 	v, err := vault.Open(ctx, be, pass, vault.Options{CacheDir: g.cacheDir, Logger: g.log})
@@ -304,7 +304,7 @@ func checkOutsideDatasets(datasets []config.Dataset, dirs ...string) error {
 // API's tail latency under load grows with the heap, since requests
 // caught by a collection pay for it.
 func daemonGC() {
-	if os.Getenv("GOGC") == "" {
+	if os.Getenv("GOGC") == "" { // the runtime reads the process's own
 		debug.SetGCPercent(100)
 	}
 }

@@ -31,14 +31,14 @@ type remoteFlags struct {
 func (g *globals) remote() (*client.Client, error) {
 	f := g.remoteFlags
 	if f.server == "" {
-		f.server = os.Getenv("CUSTODY_SERVER")
+		f.server = g.getenv("CUSTODY_SERVER")
 	}
 	if f.server == "" {
 		return nil, nil
 	}
-	token := os.Getenv("CUSTODY_TOKEN")
+	token := g.getenv("CUSTODY_TOKEN")
 	if f.tokenFile == "" {
-		f.tokenFile = os.Getenv("CUSTODY_TOKEN_FILE")
+		f.tokenFile = g.getenv("CUSTODY_TOKEN_FILE")
 	}
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)
@@ -48,10 +48,10 @@ func (g *globals) remote() (*client.Client, error) {
 		token = string(bytes.TrimSpace(b))
 	}
 	if f.fingerprint == "" {
-		f.fingerprint = os.Getenv("CUSTODY_SERVER_FINGERPRINT")
+		f.fingerprint = g.getenv("CUSTODY_SERVER_FINGERPRINT")
 	}
 	if f.caFile == "" {
-		f.caFile = os.Getenv("CUSTODY_SERVER_CA")
+		f.caFile = g.getenv("CUSTODY_SERVER_CA")
 	}
 	c, err := client.New(f.server, token, client.Options{Fingerprint: f.fingerprint, CAFile: f.caFile})
 	if err != nil {

@@ -104,7 +104,7 @@ func (g *globals) openRestoreSource(ctx context.Context, offsiteName string, whe
 		if err != nil {
 			return nil, err
 		}
-		t, err := offsite.Open(ctx, rec)
+		t, err := offsite.Open(ctx, rec, g.awsKeys())
 		if err != nil {
 			return nil, err
 		}

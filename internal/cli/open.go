@@ -22,9 +22,13 @@ type s3Flags struct {
 	insecure         bool
 }
 
-func (f s3Flags) withEnv() s3Flags {
+func (g *globals) s3WithEnv() s3Flags {
+	f := g.s3
 	if f.endpoint == "" {
-		f.endpoint = os.Getenv("CUSTODY_S3_ENDPOINT")
+		f.endpoint = g.getenv("CUSTODY_S3_ENDPOINT")
+	}
+	if f.region == "" {
+		f.region = g.getenv("AWS_REGION")
 	}
 	return f
 }
@@ -36,9 +40,15 @@ func (g *globals) openS3(ctx context.Context, location string) (*s3.S3, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	f := g.s3.withEnv()
+	f := g.s3WithEnv()
 	cfg.Endpoint, cfg.Region, cfg.InsecureSkipVerify = f.endpoint, f.region, f.insecure
-	return s3.New(ctx, cfg)
+	return s3.New(ctx, cfg.WithKeys(g.awsKeys()))
+}
+
+// awsKeys are the access keys in this run's environment, which the AWS
+// SDK would otherwise read from the process's.
+func (g *globals) awsKeys() s3.Keys {
+	return s3.Keys{AccessKey: g.getenv("AWS_ACCESS_KEY_ID"), SecretKey: g.getenv("AWS_SECRET_ACCESS_KEY"), SessionToken: g.getenv("AWS_SESSION_TOKEN")}
 }
 
 // openBackend opens the vault location; create makes the directory.
@@ -96,9 +106,9 @@ func (g *globals) passphrase(envVar string, confirm bool) (string, error) {
 	if envVar == "" {
 		envVar = "CUSTODY_PASSWORD"
 	} else {
-		fileVar = os.Getenv(envVar + "_FILE")
+		fileVar = g.getenv(envVar + "_FILE")
 	}
-	if p := os.Getenv(envVar); p != "" {
+	if p := g.getenv(envVar); p != "" {
 		return p, nil
 	}
 	if fileVar != "" {
@@ -112,7 +122,7 @@ func (g *globals) passphrase(envVar string, confirm bool) (string, error) {
 		}
 		return p, nil
 	}
-	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	tty, err := g.terminal()
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
 		if tty != nil {
 			tty.Close()
@@ -147,4 +157,13 @@ func (g *globals) passphrase(envVar string, confirm bool) (string, error) {
 		}
 	}
 	return p, nil
+}
+
+// terminal opens the controlling terminal to prompt on, unless this run
+// must not prompt.
+func (g *globals) terminal() (*os.File, error) {
+	if g.noTerminal {
+		return nil, errors.New("no terminal")
+	}
+	return os.OpenFile("/dev/tty", os.O_RDWR, 0)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/vault"
 )
 
 // Exit codes.
@@ -57,16 +58,47 @@ type globals struct {
 	stdout       io.Writer
 	stderr       io.Writer
 	stdin        io.Reader
+	getenv       func(string) string
+	noTerminal   bool
+	kdf          vault.KDFParams
 	log          *slog.Logger
 }
 
-// Main runs the command line and returns the process exit code.
+// Env is what one run of the command line sees of its process: its
+// streams, its environment and whether it may prompt on a terminal.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Getenv reads the environment; nil reads the process's own.
+	Getenv func(string) string
+	// NoTerminal never prompts for a passphrase on /dev/tty.
+	NoTerminal bool
+	// KDF is the Argon2id cost of the key files this run creates (init,
+	// key add, protect's first start); zero is vault.DefaultKDF. Only Go
+	// code can set it: tests use a cheap one, so that every later command
+	// on their vaults opens it in microseconds. No flag or variable does.
+	KDF vault.KDFParams
+}
+
+// Main runs the command line in this process's environment and returns
+// the process exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr, stdin: stdin}
+	return Run(ctx, args, Env{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+}
+
+// Run runs the command line once with args in env and returns the exit
+// code. Runs share nothing, so tests call it concurrently in one process.
+func Run(ctx context.Context, args []string, env Env) int {
+	stdout, stderr := env.Stdout, env.Stderr
+	g := &globals{stdout: stdout, stderr: stderr, stdin: env.Stdin, getenv: env.Getenv, noTerminal: env.NoTerminal, kdf: env.KDF}
+	if g.getenv == nil {
+		g.getenv = os.Getenv
+	}
 	root := newRoot(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetIn(env.Stdin)
 	err := root.ExecuteContext(ctx)
 	g.closeCatalog()
 	if err == nil {
@@ -113,10 +145,13 @@ func newRoot(g *globals) *cobra.Command {
 			}
 			g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
 			if g.vault == "" {
-				g.vault = os.Getenv("CUSTODY_VAULT")
+				g.vault = g.getenv("CUSTODY_VAULT")
 			}
 			if g.passwordFile == "" {
-				g.passwordFile = os.Getenv("CUSTODY_PASSWORD_FILE")
+				g.passwordFile = g.getenv("CUSTODY_PASSWORD_FILE")
+			}
+			if g.cacheDir == "" {
+				g.cacheDir = g.getenv("CUSTODY_CACHE")
 			}
 			if g.cpuProfile != "" {
 				f, err := os.Create(g.cpuProfile)

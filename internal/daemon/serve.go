@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/custodyhq/custody/internal/audit"
+	"github.com/custodyhq/custody/internal/backend/s3"
 	"github.com/custodyhq/custody/internal/catalog"
 	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/guard"
@@ -451,7 +452,7 @@ func (p *pusher) push(ctx context.Context, name string) (st offsite.PushStats, e
 	if err != nil {
 		return st, err
 	}
-	t, err := offsite.Open(ctx, rec)
+	t, err := offsite.Open(ctx, rec, s3.Keys{}) // a daemon is a process of its own: the AWS environment's
 	if err == nil {
 		st, err = offsite.Push(ctx, t, p.v.Backend(), p.db, offsite.PushOptions{})
 	}
@@ -483,7 +484,7 @@ func ensureOffsite(ctx context.Context, db *catalog.DB, stream *audit.Stream, o 
 		}
 		rec.LockMode = m
 	}
-	rec, err := offsite.Add(ctx, db, rec)
+	rec, err := offsite.Add(ctx, db, rec, s3.Keys{})
 	e := ledger.Entry{Time: time.Now().UTC(), Kind: "offsite.add", Actor: audit.Self(), Path: o.URL, Outcome: audit.Outcome(err),
 		Detail: map[string]string{"offsite": o.Name, "lock_mode": rec.LockMode, "lock_days": fmt.Sprint(rec.LockDays)}}
 	if aerr := stream.Add(ctx, e); aerr != nil && err == nil {

@@ -22,15 +22,16 @@ type Target struct {
 	S3  *s3.S3
 }
 
-// Open connects to the offsite's bucket. Credentials come from the AWS
-// environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...), never the catalog.
-func Open(ctx context.Context, rec catalog.Offsite) (*Target, error) {
+// Open connects to the offsite's bucket. Credentials are keys, or when
+// keys is zero the AWS environment's (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...),
+// never the catalog's.
+func Open(ctx context.Context, rec catalog.Offsite, keys s3.Keys) (*Target, error) {
 	cfg, err := s3.ParseURL(rec.URL)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Endpoint, cfg.Region, cfg.InsecureSkipVerify = rec.Endpoint, rec.Region, rec.InsecureTLS
-	b, err := s3.New(ctx, cfg)
+	b, err := s3.New(ctx, cfg.WithKeys(keys))
 	if err != nil {
 		return nil, fmt.Errorf("offsite %s: %w", rec.Name, err)
 	}
@@ -41,8 +42,8 @@ func Open(ctx context.Context, rec catalog.Offsite) (*Target, error) {
 // to push to (versioning, and Object Lock when rec locks), keeps the
 // bucket's configuration as the baseline later audits compare with, and
 // records rec with it. It returns rec as recorded.
-func Add(ctx context.Context, db *catalog.DB, rec catalog.Offsite) (catalog.Offsite, error) {
-	t, err := Open(ctx, rec)
+func Add(ctx context.Context, db *catalog.DB, rec catalog.Offsite, keys s3.Keys) (catalog.Offsite, error) {
+	t, err := Open(ctx, rec, keys)
 	if err != nil {
 		return rec, err
 	}

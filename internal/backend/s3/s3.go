@@ -81,10 +81,26 @@ type Config struct {
 	// then the instance's role.
 	AccessKey string
 	SecretKey string
+	// SessionToken goes with a temporary AccessKey.
+	SessionToken string
 
 	// Retries is how often a failed request is retried: 0 means
 	// DefaultRetries, a negative number none.
 	Retries int
+}
+
+// Keys are credentials a caller read from its own environment; zero leaves
+// the AWS default chain to find them.
+type Keys struct {
+	AccessKey, SecretKey, SessionToken string
+}
+
+// WithKeys returns cfg with k as its credentials when k has an access key.
+func (cfg Config) WithKeys(k Keys) Config {
+	if k.AccessKey != "" || k.SecretKey != "" {
+		cfg.AccessKey, cfg.SecretKey, cfg.SessionToken = k.AccessKey, k.SecretKey, k.SessionToken
+	}
+	return cfg
 }
 
 // ParseURL reads "s3://bucket" or "s3://bucket/prefix/path" into a Config
@@ -236,7 +252,7 @@ func loadAWSConfig(ctx context.Context, cfg Config) (aws.Config, error) {
 	switch {
 	case cfg.AccessKey != "" && cfg.SecretKey != "":
 		opts = append(opts, config.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
+			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)))
 	case cfg.AccessKey != "" || cfg.SecretKey != "":
 		return aws.Config{}, errors.New("an access key needs its secret key and the other way round; give both or neither")
 	}
