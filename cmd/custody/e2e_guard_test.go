@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +62,42 @@ func (e *env) guardWhile(dir string, flags []string, fn func()) result {
 	return r
 }
 
+// waitForIncidents waits until the catalog lists at least n incidents.
+func (e *env) waitForIncidents(n int) {
+	e.t.Helper()
+	waitUntil(e.t, fmt.Sprintf("%d incidents listed", n), func() bool {
+		var incs []incidentRow
+		r := e.run("--json", "incidents", "list")
+		return r.code == 0 && decodeJSON(r.stdout, &incs) == nil && len(incs) >= n
+	})
+}
+
+// waitForRecoveryPoint waits until an incident has a recovery point for
+// dataset: the guard has taken its snapshot.
+func (e *env) waitForRecoveryPoint(dataset string) {
+	e.t.Helper()
+	waitUntil(e.t, "an incident's recovery point for "+dataset, func() bool {
+		var incs []incidentRow
+		r := e.run("--json", "incidents", "list")
+		return r.code == 0 && decodeJSON(r.stdout, &incs) == nil && len(incs) > 0 && incs[0].Recovery[dataset] != ""
+	})
+}
+
+// nobodyGuards serialises the tests whose guard may lock uid 65534 out:
+// one lockout of it at a time. They run beside every other parallel test.
+var nobodyGuards sync.Mutex
+
+// guardTest marks a test that guards trees uid 65534 works in.
+func guardTest(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("fanotify and lockout need root")
+	}
+	t.Parallel()
+	nobodyGuards.Lock()
+	t.Cleanup(nobodyGuards.Unlock)
+}
+
 // drillAsNobody runs a drill worker as uid 65534 and returns its exit code.
 func drillAsNobody(t *testing.T, args ...string) (int, string) {
 	t.Helper()
@@ -81,9 +118,7 @@ func openAsNobody(path string) bool {
 }
 
 func TestGuardStopsRansomwareAndRecoversEveryFile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("fanotify and lockout need root")
-	}
+	guardTest(t)
 	e := newVault(t)
 	dir := watchedDir(t)
 	data := filepath.Join(dir, "train")
@@ -122,7 +157,7 @@ func TestGuardStopsRansomwareAndRecoversEveryFile(t *testing.T) {
 		if _, err := os.ReadFile(victim); err != nil {
 			t.Errorf("root cannot read %s during the lockout: %v", victim, err)
 		}
-		time.Sleep(2 * time.Second) // the snapshot in the background
+		e.waitForRecoveryPoint("train") // the snapshot the guard takes in the background
 	})
 	if !frozen {
 		t.Errorf("the attacker was not frozen\nattack: %s\nguard:\n%s", progress.String(), r)
@@ -165,9 +200,7 @@ func TestGuardStopsRansomwareAndRecoversEveryFile(t *testing.T) {
 }
 
 func TestGuardOpensNoIncidentForBenignWork(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("fanotify needs root")
-	}
+	guardTest(t)
 	e := newVault(t)
 	dir := watchedDir(t)
 	data := filepath.Join(dir, "work")
@@ -214,9 +247,7 @@ func readTree(t *testing.T, root string) map[string][]byte {
 }
 
 func TestGuardFromConfigEnforcesFrozenDatasets(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("fanotify needs root")
-	}
+	guardTest(t)
 	e := newVault(t)
 	dir := watchedDir(t)
 	frozen, open := filepath.Join(dir, "release"), filepath.Join(dir, "scratch")
@@ -244,7 +275,9 @@ func TestGuardFromConfigEnforcesFrozenDatasets(t *testing.T) {
 		// Writing to the open dataset is nobody's business; to the frozen
 		// one it is an incident.
 		asNobody(t, `set -e; for i in 1 2 3; do echo x > "$1/new-$i.txt"; done; echo y > "$2/model.json"; sleep 0.5`, open, frozen)
-		time.Sleep(time.Second)
+		// The writes to the open dataset came first: once the frozen one's
+		// incident is open, the guard has judged them too.
+		e.waitForIncidents(1)
 	})
 	var incs []incidentRow
 	e.okJSON(&incs, "incidents", "list")

@@ -142,7 +142,7 @@ func attackUnderGuard(t *testing.T, e *env, data string, before map[string][]byt
 				t.Errorf("root cannot read %s during the lockout: %v", victim, err)
 			}
 		}
-		time.Sleep(2 * time.Second) // the snapshot in the background
+		e.waitForRecoveryPoint(filepath.Base(data)) // the snapshot the guard takes in the background
 	})
 	a.summary = stderr.String()
 	sc := bufio.NewScanner(strings.NewReader(stdout.String()))
@@ -197,9 +197,7 @@ func checkContained(t *testing.T, e *env, a *attackRun, dataset string) {
 }
 
 func TestGuardCatchesEveryAttackVariant(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("fanotify and lockout need root")
-	}
+	guardTest(t)
 	// encrypt-in-place is TestGuardStopsRansomwareAndRecoversEveryFile's.
 	for _, tc := range []struct {
 		variant string
@@ -267,9 +265,7 @@ func TestGuardCatchesEveryAttackVariant(t *testing.T) {
 }
 
 func TestGuardClosedGateRefusesOffsitePush(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("fanotify and lockout need root")
-	}
+	guardTest(t)
 	if k := os.Getenv("CUSTODY_TEST_S3"); k == "" || k == "versitygw" {
 		s3test.Binary(skipOnFatal{t}) // built once; Start finds it
 	}
