@@ -13,6 +13,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	_ "github.com/ncruces/go-sqlite3/driver"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // auditRows is `audit log --json` decoded.
@@ -29,10 +31,10 @@ type auditRow struct {
 func TestAuditTrailRecordsActionsAndCatchesTampering(t *testing.T) {
 	e := newVault(t)
 	src := filepath.Join(t.TempDir(), "raw")
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("first"))
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("first"))
 	e.snapshot(src)
 	e.fails(1, []string{"no such version"}, "restore", "deadbeef00", "--target", t.TempDir())
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("second"))
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("second"))
 	e.snapshot(src)
 
 	var rows []auditRow
@@ -90,7 +92,7 @@ func TestAuditTrailOfConcurrentCommandsHasNoGap(t *testing.T) {
 	var dirs []string
 	for i := range 4 {
 		dir := filepath.Join(base, "set-"+string(rune('a'+i)))
-		writeFile(t, filepath.Join(dir, "f.txt"), []byte(dir))
+		testkit.WriteFile(t, filepath.Join(dir, "f.txt"), []byte(dir))
 		dirs = append(dirs, dir)
 	}
 	for i, r := range e.snapshotAll(dirs) {
@@ -115,7 +117,7 @@ func TestAuditRefusesBadCheckpointsAndDamagedCatalogs(t *testing.T) {
 	t.Parallel()
 	e := newVault(t)
 	src := filepath.Join(t.TempDir(), "raw")
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("first"))
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("first"))
 	e.snapshot(src)
 	dir := t.TempDir()
 	put := func(name, text string) string {
@@ -167,9 +169,9 @@ func TestCatalogIndexesDatasetsVersionsAndPrincipals(t *testing.T) {
 	t.Parallel()
 	e := newVault(t)
 	src := filepath.Join(t.TempDir(), "raw")
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("first"))
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("first"))
 	first := e.snapshot(src)
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("second"))
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("second"))
 	second := e.snapshot(src)
 
 	type dataset struct {
@@ -262,7 +264,7 @@ func TestIndependentVerifierAcceptsTheCLIsProofs(t *testing.T) {
 	e := newVault(t)
 	src := filepath.Join(t.TempDir(), "raw")
 	for i := range 3 {
-		writeFile(t, filepath.Join(src, "a.txt"), []byte(strconv.Itoa(i)))
+		testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte(strconv.Itoa(i)))
 		e.snapshot(src)
 	}
 	key := strings.TrimSpace(e.ok("audit", "key").stdout)
@@ -273,7 +275,7 @@ func TestIndependentVerifierAcceptsTheCLIsProofs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		writeFile(t, filepath.Join(src, "b.txt"), []byte(strconv.Itoa(i)))
+		testkit.WriteFile(t, filepath.Join(src, "b.txt"), []byte(strconv.Itoa(i)))
 		e.snapshot(src)
 	}
 
@@ -315,8 +317,8 @@ func TestClosedGateStopsDestructiveStepsNotSnapshots(t *testing.T) {
 	e := newVault(t)
 	base := t.TempDir()
 	raw, train := filepath.Join(base, "raw"), filepath.Join(base, "train")
-	writeFile(t, filepath.Join(raw, "a.txt"), []byte("a"))
-	writeFile(t, filepath.Join(train, "b.txt"), []byte("b"))
+	testkit.WriteFile(t, filepath.Join(raw, "a.txt"), []byte("a"))
+	testkit.WriteFile(t, filepath.Join(train, "b.txt"), []byte("b"))
 	first := e.snapshot(raw)
 	e.snapshot(train)
 
@@ -333,7 +335,7 @@ func TestClosedGateStopsDestructiveStepsNotSnapshots(t *testing.T) {
 	e.fails(1, []string{"prune refused", gate.ID}, "prune")
 	e.ok("forget", "--dataset", "raw", "--keep-last", "1", "--dry-run") // changes nothing: allowed
 	e.ok("forget", "--dataset", "train", "--keep-last", "1")            // another dataset
-	writeFile(t, filepath.Join(raw, "a.txt"), []byte("a2"))
+	testkit.WriteFile(t, filepath.Join(raw, "a.txt"), []byte("a2"))
 	e.snapshot(raw) // the recovery point: snapshots go on
 	if !strings.Contains(e.ok("gate", "status").stdout, gate.ID) {
 		t.Fatal("gate status does not list the closed gate")

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // snapshotAll snapshots each directory in its own process, all at once, and
@@ -42,7 +44,7 @@ func TestConcurrentSnapshotsOfDifferentDatasets(t *testing.T) {
 		dir := filepath.Join(base, fmt.Sprintf("set-%d", i))
 		makeDataset(t, rng, dir, 2, 5<<20, 3, 200<<10)
 		// The same file in every dataset: their snapshots race to store it.
-		writeFile(t, filepath.Join(dir, "common.bin"), randomBytes(newRandSeed(42), 3<<20))
+		testkit.WriteFile(t, filepath.Join(dir, "common.bin"), testkit.RandomBytes(42, 3<<20))
 		dirs = append(dirs, dir)
 	}
 	var versions []string

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // killWhen starts custody and SIGKILLs it as soon as cond holds (polled
@@ -102,7 +104,7 @@ func TestKilledSnapshotLeavesCheckableVault(t *testing.T) {
 	for i, r := range rounds {
 		if i > 0 {
 			k := rng.IntN(len(randomFiles))
-			writeFile(t, filepath.Join(src, randomFiles[k]), randomBytes(rng, 12<<20))
+			testkit.WriteFile(t, filepath.Join(src, randomFiles[k]), testkit.RandomBytes(rng.Uint64(), 12<<20))
 		}
 		// Evaluate the condition once before the start, to count objects.
 		r.kill()
@@ -208,14 +210,14 @@ func TestKilledPruneAndForgetLeaveCheckableVault(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "pruned")
 	// base.bin stays, so the packs of forgotten versions stay partly used
 	// and prune repacks them; each version adds its own file.
-	writeFile(t, filepath.Join(src, "base.bin"), randomBytes(rng, 1<<20))
+	testkit.WriteFile(t, filepath.Join(src, "base.bin"), testkit.RandomBytes(rng.Uint64(), 1<<20))
 	gen := 0
 	newVersions := func(n int) {
 		for range n {
 			gen++
 			os.Remove(filepath.Join(src, fmt.Sprintf("gen-%d.bin", gen-1)))
-			writeFile(t, filepath.Join(src, fmt.Sprintf("gen-%d.bin", gen)), randomBytes(rng, 3<<20))
-			writeFile(t, filepath.Join(src, "labels.csv"), textBytes(rng, 200<<10))
+			testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("gen-%d.bin", gen)), testkit.RandomBytes(rng.Uint64(), 3<<20))
+			testkit.WriteFile(t, filepath.Join(src, "labels.csv"), textBytes(rng, 200<<10))
 			e.snapshot(src)
 		}
 	}

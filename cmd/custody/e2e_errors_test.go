@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // TestBadInput runs each mistake against a vault with one version and wants
@@ -19,8 +21,8 @@ func TestBadInput(t *testing.T) {
 	e := newVault(t)
 	rng := newRand(t)
 	src := filepath.Join(t.TempDir(), "data")
-	writeFile(t, filepath.Join(src, "a.txt"), textBytes(rng, 5000))
-	writeFile(t, filepath.Join(src, "b/c.bin"), randomBytes(rng, 20_000))
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), textBytes(rng, 5000))
+	testkit.WriteFile(t, filepath.Join(src, "b/c.bin"), testkit.RandomBytes(rng.Uint64(), 20_000))
 	v := e.snapshot(src).Version
 	out := filepath.Join(t.TempDir(), "out")
 
@@ -50,7 +52,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("VaultIsNotAVault", func(t *testing.T) {
 		e := e.in(t)
 		dir := t.TempDir()
-		writeFile(t, filepath.Join(dir, "some-file"), []byte("not a vault\n"))
+		testkit.WriteFile(t, filepath.Join(dir, "some-file"), []byte("not a vault\n"))
 		before := vaultListing(t, dir)
 		e.fails(1, []string{"not a custody vault"}, "--vault", dir, "log")
 		e.fails(1, []string{"not a custody vault"}, "--vault", dir, "snapshot", src)
@@ -70,7 +72,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("VaultIsAFile", func(t *testing.T) {
 		e := e.in(t)
 		f := filepath.Join(t.TempDir(), "file")
-		writeFile(t, f, []byte("x"))
+		testkit.WriteFile(t, f, []byte("x"))
 		e.fails(1, []string{"not a directory"}, "--vault", f, "log")
 	})
 
@@ -127,7 +129,7 @@ func TestBadInput(t *testing.T) {
 		var fakes []string
 		for _, rest := range []string{strings.Repeat("1", 56), strings.Repeat("2", 56)} {
 			fake := filepath.Join(e.vault, "versions", "abcdef01"+rest)
-			writeFile(t, fake, []byte("fake"))
+			testkit.WriteFile(t, fake, []byte("fake"))
 			fakes = append(fakes, fake)
 		}
 		defer func() {
@@ -149,8 +151,8 @@ func TestBadInput(t *testing.T) {
 	t.Run("RestoreRefusesNonEmptyTarget", func(t *testing.T) {
 		e := e.in(t)
 		target := t.TempDir()
-		writeFile(t, filepath.Join(target, "a.txt"), []byte("mine, not the vault's\n"))
-		writeFile(t, filepath.Join(target, "unrelated"), []byte("also mine\n"))
+		testkit.WriteFile(t, filepath.Join(target, "a.txt"), []byte("mine, not the vault's\n"))
+		testkit.WriteFile(t, filepath.Join(target, "unrelated"), []byte("also mine\n"))
 		before := vaultListing(t, target)
 		unchanged(t, func() {
 			e.fails(1, []string{"not empty", "--overwrite"}, "restore", v, "--target", target)
@@ -177,8 +179,8 @@ func TestBadInput(t *testing.T) {
 	t.Run("InitRefusesNonEmptyDirectory", func(t *testing.T) {
 		e := e.in(t)
 		dir := t.TempDir()
-		writeFile(t, filepath.Join(dir, "data", "precious.bin"), []byte("not a pack"))
-		writeFile(t, filepath.Join(dir, "versions", strings.Repeat("ab", 32)), []byte("not a version"))
+		testkit.WriteFile(t, filepath.Join(dir, "data", "precious.bin"), []byte("not a pack"))
+		testkit.WriteFile(t, filepath.Join(dir, "versions", strings.Repeat("ab", 32)), []byte("not a version"))
 		before := vaultListing(t, dir)
 		e.fails(1, []string{"choose an empty directory"}, "--vault", dir, "init")
 		assertUnchanged(t, dir, before)
@@ -258,8 +260,8 @@ func TestSnapshotOnFullDiskFailsCleanly(t *testing.T) {
 	e.ok("init")
 	rng := newRand(t)
 	big := filepath.Join(t.TempDir(), "big")
-	writeFile(t, filepath.Join(big, "a.bin"), randomBytes(rng, 8<<20))
-	writeFile(t, filepath.Join(big, "b.bin"), randomBytes(rng, 8<<20))
+	testkit.WriteFile(t, filepath.Join(big, "a.bin"), testkit.RandomBytes(rng.Uint64(), 8<<20))
+	testkit.WriteFile(t, filepath.Join(big, "b.bin"), testkit.RandomBytes(rng.Uint64(), 8<<20))
 
 	before := vaultListing(t, e.vault)
 	r := e.run("snapshot", big)
@@ -297,7 +299,7 @@ func TestSnapshotOnFullDiskFailsCleanly(t *testing.T) {
 	}
 	e.checkClean()
 	small := filepath.Join(t.TempDir(), "small")
-	writeFile(t, filepath.Join(small, "s.txt"), textBytes(rng, 100_000))
+	testkit.WriteFile(t, filepath.Join(small, "s.txt"), textBytes(rng, 100_000))
 	s := e.snapshot(small)
 	compareTrees(t, small, e.restore(s.Version))
 	e.checkClean("--read-data")

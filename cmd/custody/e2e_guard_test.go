@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 type incidentRow struct {
@@ -125,7 +127,7 @@ func TestGuardStopsRansomwareAndRecoversEveryFile(t *testing.T) {
 	if code, out := drillAsNobody(t, "prepare", "--dir", data, "--files", "300"); code != 0 {
 		t.Fatalf("prepare: exit %d\n%s", code, out)
 	}
-	before := readTree(t, data)
+	before := testkit.ReadTree(t, data)
 	var progress lockedBuffer
 	var frozen bool
 	r := e.guardWhile(data, []string{"--backend", "fanotify"}, func() {
@@ -182,7 +184,7 @@ func TestGuardStopsRansomwareAndRecoversEveryFile(t *testing.T) {
 	}
 
 	e.ok("incidents", "recover", "1", "--restore")
-	after := readTree(t, data)
+	after := testkit.ReadTree(t, data)
 	for p, b := range before {
 		if !bytes.Equal(after[p], b) {
 			t.Errorf("%s was not recovered", p)
@@ -227,23 +229,6 @@ func TestGuardOpensNoIncidentForBenignWork(t *testing.T) {
 		show := e.run("incidents", "show", "1")
 		t.Errorf("benign work opened %d incidents:\n%s\nguard:\n%s", len(incs), show, r)
 	}
-}
-
-func readTree(t *testing.T, root string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		out[strings.TrimPrefix(p, root)] = b
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func TestGuardFromConfigEnforcesFrozenDatasets(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custodyhq/custody/internal/backend/s3test"
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // attackRun is what one attack under a guard did.
@@ -110,7 +111,7 @@ func attackUnderGuard(t *testing.T, e *env, data string, before map[string][]byt
 			}
 		}
 		a.stopped = time.Now()
-		now := readTree(t, data)
+		now := testkit.ReadTree(t, data)
 		for p, b := range before {
 			if !bytes.Equal(now[p], b) {
 				a.changed++
@@ -221,7 +222,7 @@ func TestGuardCatchesEveryAttackVariant(t *testing.T) {
 			if code, out := drillAsNobody(t, "prepare", "--dir", data, "--files", "300"); code != 0 {
 				t.Fatalf("prepare: exit %d\n%s", code, out)
 			}
-			before := readTree(t, data)
+			before := testkit.ReadTree(t, data)
 			a := attackUnderGuard(t, e, data, before, tc.variant, tc.rate, tc.budget)
 			if !a.frozen {
 				why := fmt.Sprintf("still running after %v", tc.budget)
@@ -243,7 +244,7 @@ func TestGuardCatchesEveryAttackVariant(t *testing.T) {
 			checkContained(t, e, &a, "train")
 
 			e.ok("incidents", "recover", "1", "--restore")
-			after := readTree(t, data)
+			after := testkit.ReadTree(t, data)
 			for p, b := range before {
 				if _, ok := after[p]; !ok {
 					t.Errorf("%s is still missing after recovery", p)
@@ -278,7 +279,7 @@ func TestGuardClosedGateRefusesOffsitePush(t *testing.T) {
 	if code, out := drillAsNobody(t, "prepare", "--dir", data, "--files", "300"); code != 0 {
 		t.Fatalf("prepare: exit %d\n%s", code, out)
 	}
-	before := readTree(t, data)
+	before := testkit.ReadTree(t, data)
 	a := attackUnderGuard(t, o.env, data, before, "encrypt-in-place", "100", 60*time.Second)
 	if !a.frozen {
 		t.Fatalf("the attacker was not frozen\n%s", a.report(o.env))

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // TestHistory covers log, ls and diff over two versions of one dataset and
@@ -17,31 +19,31 @@ func TestHistory(t *testing.T) {
 	e := newVault(t)
 	rng := newRand(t)
 	src := filepath.Join(t.TempDir(), "images")
-	writeFile(t, filepath.Join(src, "keep.txt"), textBytes(rng, 10_000))
-	writeFile(t, filepath.Join(src, "change.bin"), randomBytes(rng, 50_000))
-	writeFile(t, filepath.Join(src, "remove.txt"), textBytes(rng, 3000))
-	writeFile(t, filepath.Join(src, "gone/dir/a.txt"), textBytes(rng, 3000))
-	writeFile(t, filepath.Join(src, "sub/nested.txt"), textBytes(rng, 3000))
+	testkit.WriteFile(t, filepath.Join(src, "keep.txt"), textBytes(rng, 10_000))
+	testkit.WriteFile(t, filepath.Join(src, "change.bin"), testkit.RandomBytes(rng.Uint64(), 50_000))
+	testkit.WriteFile(t, filepath.Join(src, "remove.txt"), textBytes(rng, 3000))
+	testkit.WriteFile(t, filepath.Join(src, "gone/dir/a.txt"), textBytes(rng, 3000))
+	testkit.WriteFile(t, filepath.Join(src, "sub/nested.txt"), textBytes(rng, 3000))
 	if err := os.Symlink("keep.txt", filepath.Join(src, "link")); err != nil {
 		t.Fatal(err)
 	}
 	other := filepath.Join(t.TempDir(), "labels")
-	writeFile(t, filepath.Join(other, "labels.csv"), textBytes(rng, 2000))
+	testkit.WriteFile(t, filepath.Join(other, "labels.csv"), textBytes(rng, 2000))
 
 	first := e.snapshot(src, "-m", "first pull")
 	e.snapshot(other, "-m", "labels")
 	firstFiles := scanTree(t, src)
 
 	// Edit: one file added, one removed, one directory removed, one modified.
-	writeFile(t, filepath.Join(src, "added.txt"), []byte("new\n"))
-	writeFile(t, filepath.Join(src, "sub/added-too.txt"), []byte("new too\n"))
+	testkit.WriteFile(t, filepath.Join(src, "added.txt"), []byte("new\n"))
+	testkit.WriteFile(t, filepath.Join(src, "sub/added-too.txt"), []byte("new too\n"))
 	if err := os.Remove(filepath.Join(src, "remove.txt")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.RemoveAll(filepath.Join(src, "gone")); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(src, "change.bin"), randomBytes(rng, 50_000))
+	testkit.WriteFile(t, filepath.Join(src, "change.bin"), testkit.RandomBytes(rng.Uint64(), 50_000))
 	second := e.snapshot(src, "-m", "second pull")
 	if second.Parent != first.Version {
 		t.Errorf("snapshot --json parent %q, want the first version %q", second.Parent, first.Version)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/custodyhq/custody/internal/backend/s3test"
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // offsiteEnv is a vault with a dataset snapshot and a versitygw whose
@@ -85,7 +86,7 @@ func TestOffsitePushLocksEverythingAndAttackersCannotUndoIt(t *testing.T) {
 	if again.Uploaded > 1 || again.Bytes > 1024 || again.Local != first.Local+1 {
 		t.Fatalf("a push with nothing new uploaded: %+v (first: %+v)", again, first)
 	}
-	writeFile(t, filepath.Join(o.src, "new.txt"), []byte("a new file"))
+	testkit.WriteFile(t, filepath.Join(o.src, "new.txt"), []byte("a new file"))
 	o.snapshot(o.src)
 	third := o.push("dr")
 	if third.Uploaded == 0 || third.Uploaded > 6 {

@@ -24,6 +24,7 @@ import (
 	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/custodyhq/custody/internal/backend/s3test"
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 func TestProtectFromAFreshMachine(t *testing.T) {
@@ -156,7 +157,7 @@ func TestProtectFromAFreshMachine(t *testing.T) {
 // gzipLike is n bytes of random data behind a gzip header: big data that
 // the guard rightly does not take for ciphertext.
 func gzipLike(rng *rand.Rand, n int) []byte {
-	b := randomBytes(rng, n)
+	b := testkit.RandomBytes(rng.Uint64(), n)
 	copy(b, "\x1f\x8b\x08\x00")
 	return b
 }
@@ -176,11 +177,11 @@ func TestProtectSurvivesKill9DuringSnapshotAndPush(t *testing.T) {
 	rewrite := func() {
 		for i := range blobs {
 			blobs[i] = filepath.Join(src, "shards", fmt.Sprintf("shard-%02d.gz", i))
-			writeFile(t, blobs[i], gzipLike(rng, blobSize))
+			testkit.WriteFile(t, blobs[i], gzipLike(rng, blobSize))
 		}
 	}
 	rewrite()
-	writeFile(t, filepath.Join(src, "labels.csv"), textBytes(rng, 64<<10))
+	testkit.WriteFile(t, filepath.Join(src, "labels.csv"), textBytes(rng, 64<<10))
 	args := []string{"protect", src, "--address", "127.0.0.1:0", "--snapshot-every", "0", "--snapshot-quiet", "0",
 		"--offsite", "s3://" + bucket + "/vault"}
 	start := func() *daemonProc { return startDaemon(t, e.environ(nil), args...) }
@@ -300,7 +301,7 @@ func TestServeFromConfig(t *testing.T) {
 	makeDataset(t, rng, feat, 1, 32<<10, 2, 4<<10)
 	dir := t.TempDir()
 	config := filepath.Join(dir, "custody.yaml")
-	writeFile(t, config, []byte(fmt.Sprintf(`datasets:
+	testkit.WriteFile(t, config, []byte(fmt.Sprintf(`datasets:
   - name: raw-data
     path: %s
     stage: collect
@@ -349,7 +350,7 @@ func TestServeFromConfig(t *testing.T) {
 		return runWithin(t, 30*time.Second, e.environ(extra), append(args, "--address", "127.0.0.1:0")...)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
-	writeFile(t, bad, []byte(fmt.Sprintf("datasets:\n  - name: raw-data\n    path: %s\n    snapshot: {every: soon}\n", raw)))
+	testkit.WriteFile(t, bad, []byte(fmt.Sprintf("datasets:\n  - name: raw-data\n    path: %s\n    snapshot: {every: soon}\n", raw)))
 	r = refused(nil, "serve", "--config", bad)
 	if r.code != 1 && r.code != 2 || !strings.HasPrefix(r.stderr, "custody: "+bad+":4:") || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("serve with a broken config: want exit 1 or 2 and one error line naming %s:4\n%s", bad, r)

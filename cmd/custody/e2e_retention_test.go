@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 type forgetJSON struct {
@@ -32,9 +34,9 @@ func TestForgetThenPruneFreesSpace(t *testing.T) {
 	var versions []string
 	for i := range 3 {
 		// Entirely new contents each time: nothing is shared between versions.
-		writeFile(t, filepath.Join(src, "weights.bin"), randomBytes(rng, 3<<20))
-		writeFile(t, filepath.Join(src, "log.csv"), textBytes(rng, 300<<10))
-		writeFile(t, filepath.Join(src, "gen.txt"), []byte{byte('a' + i)})
+		testkit.WriteFile(t, filepath.Join(src, "weights.bin"), testkit.RandomBytes(rng.Uint64(), 3<<20))
+		testkit.WriteFile(t, filepath.Join(src, "log.csv"), textBytes(rng, 300<<10))
+		testkit.WriteFile(t, filepath.Join(src, "gen.txt"), []byte{byte('a' + i)})
 		versions = append(versions, e.snapshot(src).Version)
 	}
 	want := scanTree(t, src)

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // makeRichDataset builds a dataset with every kind of entry and metadata a
@@ -28,25 +30,25 @@ func makeRichDataset(t *testing.T, dir string) (xattrs bool) {
 	}
 	p := func(rel string) string { return filepath.Join(dir, rel) }
 
-	writeFile(t, p("random.bin"), randomBytes(rng, 3<<20+12345))
-	writeFile(t, p("notes.txt"), textBytes(rng, 200<<10))
-	writeFile(t, p("empty"), nil)
-	writeFile(t, p("sub/file.txt"), textBytes(rng, 5000))
-	writeFile(t, p("sub/dir/inner.csv"), textBytes(rng, 70<<10))
-	writeFile(t, p("sub/dir/more/deeper.bin"), randomBytes(rng, 300<<10))
-	writeFile(t, p("bad-\xff\xfe-name.bin"), randomBytes(rng, 1000))
-	writeFile(t, p("line\nbreak.txt"), []byte("a name with a newline\n"))
-	writeFile(t, p("secret.key"), randomBytes(rng, 64))
+	testkit.WriteFile(t, p("random.bin"), testkit.RandomBytes(rng.Uint64(), 3<<20+12345))
+	testkit.WriteFile(t, p("notes.txt"), textBytes(rng, 200<<10))
+	testkit.WriteFile(t, p("empty"), nil)
+	testkit.WriteFile(t, p("sub/file.txt"), textBytes(rng, 5000))
+	testkit.WriteFile(t, p("sub/dir/inner.csv"), textBytes(rng, 70<<10))
+	testkit.WriteFile(t, p("sub/dir/more/deeper.bin"), testkit.RandomBytes(rng.Uint64(), 300<<10))
+	testkit.WriteFile(t, p("bad-\xff\xfe-name.bin"), testkit.RandomBytes(rng.Uint64(), 1000))
+	testkit.WriteFile(t, p("line\nbreak.txt"), []byte("a name with a newline\n"))
+	testkit.WriteFile(t, p("secret.key"), testkit.RandomBytes(rng.Uint64(), 64))
 	must(os.Chmod(p("secret.key"), 0o600))
-	writeFile(t, p("readonly.txt"), []byte("read only\n"))
+	testkit.WriteFile(t, p("readonly.txt"), []byte("read only\n"))
 	must(os.Chmod(p("readonly.txt"), 0o444))
 
 	// A sparse file: 64 MiB with a few KiB of data.
 	f, err := os.Create(p("sparse.img"))
 	must(err)
-	_, err = f.WriteAt(randomBytes(rng, 4096), 0)
+	_, err = f.WriteAt(testkit.RandomBytes(rng.Uint64(), 4096), 0)
 	must(err)
-	_, err = f.WriteAt(randomBytes(rng, 4096), 40<<20)
+	_, err = f.WriteAt(testkit.RandomBytes(rng.Uint64(), 4096), 40<<20)
 	must(err)
 	must(f.Truncate(64 << 20))
 	must(f.Close())
@@ -59,21 +61,21 @@ func makeRichDataset(t *testing.T, dir string) (xattrs bool) {
 
 	// A wide directory.
 	for i := range 2000 {
-		writeFile(t, p(fmt.Sprintf("many/item-%04d.json", i)), fmt.Appendf(nil, `{"id":%d}`, i))
+		testkit.WriteFile(t, p(fmt.Sprintf("many/item-%04d.json", i)), fmt.Appendf(nil, `{"id":%d}`, i))
 	}
 
 	// Three names for one file, in three directories.
-	writeFile(t, p("hard-a"), textBytes(rng, 9000))
+	testkit.WriteFile(t, p("hard-a"), textBytes(rng, 9000))
 	must(os.Link(p("hard-a"), p("sub/hard-b")))
 	must(os.Link(p("hard-a"), p("sub/dir/hard-c")))
 	// Two names in one directory.
-	writeFile(t, p("twin-1"), randomBytes(rng, 2000))
+	testkit.WriteFile(t, p("twin-1"), testkit.RandomBytes(rng.Uint64(), 2000))
 	must(os.Link(p("twin-1"), p("twin-2")))
 
-	writeFile(t, p("shared/team.txt"), []byte("setgid directory\n"))
-	writeFile(t, p("sticky/x"), []byte("sticky directory\n"))
-	writeFile(t, p("tool"), []byte("#!/bin/sh\necho setuid\n"))
-	writeFile(t, p("locked/inside.txt"), []byte("in a read-only directory\n"))
+	testkit.WriteFile(t, p("shared/team.txt"), []byte("setgid directory\n"))
+	testkit.WriteFile(t, p("sticky/x"), []byte("sticky directory\n"))
+	testkit.WriteFile(t, p("tool"), []byte("#!/bin/sh\necho setuid\n"))
+	testkit.WriteFile(t, p("locked/inside.txt"), []byte("in a read-only directory\n"))
 
 	deep := makeDeep(t, dir, 22, 200)
 	if len(deep) <= 4096 {
@@ -104,12 +106,12 @@ func makeRichDataset(t *testing.T, dir string) (xattrs bool) {
 		must(unix.Setxattr(p("notes.txt"), "user.license", []byte("CC-BY-4.0"), 0))
 		must(unix.Setxattr(p("sub/dir"), "user.label", []byte{0, 1, 2, 0xff}, 0))
 		must(unix.Setxattr(p("empty"), "user.empty-value", nil, 0))
-		must(unix.Setxattr(p("random.bin"), "user.big", randomBytes(rng, 2000), 0))
+		must(unix.Setxattr(p("random.bin"), "user.big", testkit.RandomBytes(rng.Uint64(), 2000), 0))
 	}
 	if isRoot() {
 		// Only root can read these back, so only root can snapshot them.
-		writeFile(t, p("sealed/inside.txt"), []byte("in a mode-0 directory\n"))
-		writeFile(t, p("no-permissions"), []byte("mode 0\n"))
+		testkit.WriteFile(t, p("sealed/inside.txt"), []byte("in a mode-0 directory\n"))
+		testkit.WriteFile(t, p("no-permissions"), []byte("mode 0\n"))
 		must(os.Chmod(p("no-permissions"), 0))
 		must(os.Chmod(p("sealed"), 0))
 	}
@@ -230,8 +232,8 @@ func TestSnapshotSkipsSpecialFilesWithWarning(t *testing.T) {
 	t.Parallel()
 	e := newVault(t)
 	src := filepath.Join(t.TempDir(), "specials")
-	writeFile(t, filepath.Join(src, "regular.txt"), []byte("kept\n"))
-	writeFile(t, filepath.Join(src, "dir/also-kept.txt"), []byte("kept too\n"))
+	testkit.WriteFile(t, filepath.Join(src, "regular.txt"), []byte("kept\n"))
+	testkit.WriteFile(t, filepath.Join(src, "dir/also-kept.txt"), []byte("kept too\n"))
 	if err := unix.Mkfifo(filepath.Join(src, "the-fifo"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // TestCheckFindsTamperedObjects damages one object at a time in a vault
@@ -20,13 +22,13 @@ func TestCheckFindsTamperedObjects(t *testing.T) {
 	rng := newRand(t)
 	base := t.TempDir()
 	evidence := filepath.Join(base, "evidence")
-	writeFile(t, filepath.Join(evidence, "big.bin"), randomBytes(rng, 3<<20))
-	writeFile(t, filepath.Join(evidence, "notes/small.txt"), textBytes(rng, 5000))
+	testkit.WriteFile(t, filepath.Join(evidence, "big.bin"), testkit.RandomBytes(rng.Uint64(), 3<<20))
+	testkit.WriteFile(t, filepath.Join(evidence, "notes/small.txt"), textBytes(rng, 5000))
 	v := e.snapshot(evidence).Version
 	dataPack := packs(t, e.vault)[0] // the largest: big.bin's contents
 	packID := filepath.Base(dataPack)
 	other := filepath.Join(base, "other")
-	writeFile(t, filepath.Join(other, "unrelated.bin"), randomBytes(rng, 200_000))
+	testkit.WriteFile(t, filepath.Join(other, "unrelated.bin"), testkit.RandomBytes(rng.Uint64(), 200_000))
 	ov := e.snapshot(other).Version
 	e.checkClean("--read-data")
 

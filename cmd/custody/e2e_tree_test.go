@@ -5,8 +5,6 @@ package main_test
 // PATH_MAX and names with any bytes work.
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -23,23 +21,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-)
 
-// randomBytes returns n bytes that do not compress. AES-CTR is used for
-// speed: it runs in assembly, also under the race detector.
-func randomBytes(rng *rand.Rand, n int) []byte {
-	key := make([]byte, 32)
-	for i := range key {
-		key[i] = byte(rng.Uint32())
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		panic(err)
-	}
-	b := make([]byte, n)
-	cipher.NewCTR(block, make([]byte, aes.BlockSize)).XORKeyStream(b, b)
-	return b
-}
+	"github.com/custodyhq/custody/internal/testkit"
+)
 
 // textLines are the lines textBytes draws from.
 var textLines = sync.OnceValue(func() []string {
@@ -65,16 +49,6 @@ func textBytes(rng *rand.Rand, n int) []byte {
 	return b[:n]
 }
 
-func writeFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // makeDataset writes nRandom random files of randomSize bytes and nText text
 // files of textSize bytes under dir (in a few subdirectories) and returns
 // the relative names of the random files.
@@ -83,11 +57,11 @@ func makeDataset(t *testing.T, rng *rand.Rand, dir string, nRandom, randomSize, 
 	var names []string
 	for i := range nRandom {
 		name := fmt.Sprintf("blobs/part-%d/rand-%03d.bin", i%3, i)
-		writeFile(t, filepath.Join(dir, name), randomBytes(rng, randomSize))
+		testkit.WriteFile(t, filepath.Join(dir, name), testkit.RandomBytes(rng.Uint64(), randomSize))
 		names = append(names, name)
 	}
 	for i := range nText {
-		writeFile(t, filepath.Join(dir, fmt.Sprintf("text/shard-%03d.csv", i)), textBytes(rng, textSize))
+		testkit.WriteFile(t, filepath.Join(dir, fmt.Sprintf("text/shard-%03d.csv", i)), textBytes(rng, textSize))
 	}
 	return names
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // watchedDir is a directory that uid 65534 may write in: t.TempDir's
@@ -191,7 +193,7 @@ func TestCustodyReportNamesWhoChangedTheDataBetweenVersions(t *testing.T) {
 	t.Parallel()
 	e := newVault(t)
 	dir := watchedDir(t)
-	writeFile(t, dir+"/seed.csv", []byte("1"))
+	testkit.WriteFile(t, dir+"/seed.csv", []byte("1"))
 	os.Chmod(dir+"/seed.csv", 0o666)
 	e.snapshot(dir)
 	e.watchWhile(dir, []string{"--backend", "fanotify"}, func() {

@@ -16,6 +16,7 @@ import (
 	"github.com/custodyhq/custody/internal/catalog/pgtest"
 	"github.com/custodyhq/custody/internal/ledger"
 	"github.com/custodyhq/custody/internal/vault"
+	"github.com/custodyhq/custody/internal/vaulttest"
 )
 
 // benchEntry is a watcher's typical event: a file modified under one of
@@ -43,20 +44,12 @@ func benchEntry(i int, scattered bool) ledger.Entry {
 
 // diskVault makes a vault in a local directory, with cheap key derivation.
 func diskVault(b *testing.B) *vault.Vault {
-	ctx := context.Background()
 	be, err := local.Create(filepath.Join(b.TempDir(), "vault"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := vault.Init(ctx, be, "bench", vault.InitOptions{KDF: vault.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}}); err != nil {
-		b.Fatal(err)
-	}
-	v, err := vault.Open(ctx, be, "bench", vault.Options{CacheDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { v.Close() })
-	return v
+	vaulttest.Init(b, be)
+	return vaulttest.Reopen(b, be)
 }
 
 // benchStream measures sustained appends through a Stream, the way a

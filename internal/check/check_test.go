@@ -3,23 +3,15 @@ package check
 import (
 	"bytes"
 	"context"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/custodyhq/custody/internal/backend"
 	"github.com/custodyhq/custody/internal/backend/mem"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vault"
 	"github.com/custodyhq/custody/internal/vaulttest"
 )
-
-func randomBytes(seed uint64, n int) []byte {
-	var s [32]byte
-	s[0] = byte(seed)
-	b := make([]byte, n)
-	rand.NewChaCha8(s).Read(b)
-	return b
-}
 
 // setup makes a vault with one version of two files in separate packs
 // (a 20 MiB file fills a pack of its own).
@@ -27,8 +19,8 @@ func setup(t *testing.T) (*vault.Vault, *mem.Mem, *vault.Version) {
 	t.Helper()
 	v, be := vaulttest.New(t)
 	dir := t.TempDir()
-	vaulttest.WriteFiles(t, dir, map[string][]byte{
-		"big/weights.bin": randomBytes(1, 20<<20),
+	testkit.WriteFiles(t, dir, map[string][]byte{
+		"big/weights.bin": testkit.RandomBytes(1, 20<<20),
 		"small/notes.txt": []byte("hello"),
 	})
 	ver := vaulttest.Snapshot(t, v, "ds", dir)
@@ -138,7 +130,7 @@ func TestCheckCountsUnindexedPacksWithoutCallingThemDamage(t *testing.T) {
 	}
 	// A writer killed after storing a pack but before its index: simulate by
 	// storing and indexing a blob, then removing that index object.
-	data := randomBytes(9, 1000)
+	data := testkit.RandomBytes(9, 1000)
 	v.SaveBlob(ctx, vault.DataBlob, v.BlobID(data), data)
 	if err := v.Flush(ctx); err != nil {
 		t.Fatal(err)

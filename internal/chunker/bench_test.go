@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"io"
 	"testing"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // BenchmarkChunker measures end-to-end throughput on random data, including
 // the copy of each chunk into the caller's buffer.
 func BenchmarkChunker(b *testing.B) {
-	data := randomBytes(1, 64<<20)
+	data := testkit.RandomBytes(1, 64<<20)
 	for _, tc := range []struct {
 		name string
 		p    Params

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"testing/iotest"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // inputCases cover the edges around Min and Max and typical data.
@@ -22,16 +24,16 @@ func inputCases() []struct {
 		p    Params
 	}{
 		{"one byte", []byte{42}, d},
-		{"shorter than Min", randomBytes(2, d.Min-1), d},
-		{"exactly Min", randomBytes(3, d.Min), d},
-		{"Min plus one", randomBytes(4, d.Min+1), d},
-		{"exactly Max", randomBytes(5, d.Max), d},
-		{"Max plus one", randomBytes(6, d.Max+1), d},
+		{"shorter than Min", testkit.RandomBytes(2, d.Min-1), d},
+		{"exactly Min", testkit.RandomBytes(3, d.Min), d},
+		{"Min plus one", testkit.RandomBytes(4, d.Min+1), d},
+		{"exactly Max", testkit.RandomBytes(5, d.Max), d},
+		{"Max plus one", testkit.RandomBytes(6, d.Max+1), d},
 		{"random 12 MiB", random32MiB()[:12<<20], d},
 		{"zeros 9 MiB", make([]byte, 9<<20), d},
-		{"small params random", randomBytes(7, 100_000), smallParams},
+		{"small params random", testkit.RandomBytes(7, 100_000), smallParams},
 		{"small params repeating text", bytes.Repeat([]byte("custody keeps your data "), 4000), smallParams},
-		{"mid params random", randomBytes(8, 3<<20+17), midParams},
+		{"mid params random", testkit.RandomBytes(8, 3<<20+17), midParams},
 	}
 }
 
@@ -56,7 +58,7 @@ func TestChunksStayWithinMinMaxExceptLast(t *testing.T) {
 
 func TestInputShorterThanMinIsOneChunk(t *testing.T) {
 	for _, n := range []int{1, 100, DefaultParams.Min - 1, DefaultParams.Min} {
-		chunks := mustChunk(t, randomBytes(9, n), testKey(1), DefaultParams)
+		chunks := mustChunk(t, testkit.RandomBytes(9, n), testKey(1), DefaultParams)
 		if len(chunks) != 1 || len(chunks[0]) != n {
 			t.Errorf("%d-byte input gave chunk lengths %v, want one chunk", n, lengths(chunks))
 		}
@@ -107,7 +109,7 @@ func TestDifferentKeysGiveDifferentCuts(t *testing.T) {
 
 func TestInsertionNearStartKeepsMostChunks(t *testing.T) {
 	orig := random32MiB()
-	edited := slices.Concat(orig[:1000], randomBytes(10, 100), orig[1000:])
+	edited := slices.Concat(orig[:1000], testkit.RandomBytes(10, 100), orig[1000:])
 	for _, tc := range []struct {
 		name string
 		p    Params
@@ -165,7 +167,7 @@ func TestMeanChunkSizeOnRandomDataIsNearAvg(t *testing.T) {
 }
 
 func TestCutsDoNotDependOnReadSizes(t *testing.T) {
-	data := randomBytes(11, 5<<20+3)
+	data := testkit.RandomBytes(11, 5<<20+3)
 	want := cutOffsets(mustChunk(t, data, testKey(1), midParams))
 	for _, tc := range []struct {
 		name string
@@ -193,7 +195,7 @@ func TestCutsDoNotDependOnReadSizes(t *testing.T) {
 var errDiskGone = errors.New("disk gone")
 
 func TestReadErrorMidStreamIsReturned(t *testing.T) {
-	data := randomBytes(12, 20<<20)
+	data := testkit.RandomBytes(12, 20<<20)
 	full := cutOffsets(mustChunk(t, data, testKey(1), DefaultParams))
 	for _, tc := range []struct {
 		name    string
@@ -230,7 +232,7 @@ type stuckReader struct{}
 func (stuckReader) Read([]byte) (int, error) { return 0, nil }
 
 func TestNextReusesCallerBufferWhenLargeEnough(t *testing.T) {
-	data := randomBytes(13, 1<<20)
+	data := testkit.RandomBytes(13, 1<<20)
 	c, err := New(bytes.NewReader(data), testKey(1), midParams)
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +259,7 @@ func TestNextReusesCallerBufferWhenLargeEnough(t *testing.T) {
 }
 
 func TestResetChunksANewStreamLikeAFreshChunker(t *testing.T) {
-	a, b := randomBytes(14, 3<<20), randomBytes(15, 2<<20)
+	a, b := testkit.RandomBytes(14, 3<<20), testkit.RandomBytes(15, 2<<20)
 	c, err := New(bytes.NewReader(a), testKey(1), midParams)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"slices"
 	"testing"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // FuzzChunker checks, for small valid params and any read pattern, that the
@@ -12,8 +14,8 @@ import (
 func FuzzChunker(f *testing.F) {
 	f.Add([]byte{}, uint8(0), uint8(0), uint8(0), uint16(1))
 	f.Add([]byte("hello"), uint8(0), uint8(1), uint8(0), uint16(3))
-	f.Add(randomBytes(1, 2<<10), uint8(0), uint8(2), uint8(0), uint16(4096))
-	f.Add(randomBytes(2, 4<<10), uint8(17), uint8(1), uint8(99), uint16(333))
+	f.Add(testkit.RandomBytes(1, 2<<10), uint8(0), uint8(2), uint8(0), uint16(4096))
+	f.Add(testkit.RandomBytes(2, 4<<10), uint8(17), uint8(1), uint8(99), uint16(333))
 	f.Add(bytes.Repeat([]byte{0}, 3000), uint8(5), uint8(0), uint8(7), uint16(1))
 	f.Fuzz(func(t *testing.T, data []byte, minSel, avgSel, maxSel uint8, readSize uint16) {
 		avg := 128 << (avgSel % 4) // 128 .. 1024

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden_cuts.txt from the current code")
@@ -23,9 +25,9 @@ var goldenCases = []struct {
 	data func() []byte
 	p    Params
 }{
-	{"default", testKey(7), func() []byte { return randomBytes(7, 16<<20) }, DefaultParams},
-	{"mid", testKey(8), func() []byte { return randomBytes(8, 2<<20) }, midParams},
-	{"small", testKey(9), func() []byte { return randomBytes(9, 32<<10) }, smallParams},
+	{"default", testKey(7), func() []byte { return testkit.RandomBytes(7, 16<<20) }, DefaultParams},
+	{"mid", testKey(8), func() []byte { return testkit.RandomBytes(8, 2<<20) }, midParams},
+	{"small", testKey(9), func() []byte { return testkit.RandomBytes(9, 32<<10) }, smallParams},
 }
 
 func TestCutsMatchGolden(t *testing.T) {

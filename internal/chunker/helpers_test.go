@@ -4,23 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"testing"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
-// randomBytes returns n bytes of ChaCha8 output for seed; the stream is
-// fixed by the Go specification of ChaCha8, so golden files can rely on it.
-func randomBytes(seed byte, n int) []byte {
-	var s [32]byte
-	s[0] = seed
-	b := make([]byte, n)
-	_, _ = rand.NewChaCha8(s).Read(b)
-	return b
-}
-
 // random32MiB is shared by the tests that need a large input; do not modify it.
-var random32MiB = sync.OnceValue(func() []byte { return randomBytes(1, 32<<20) })
+var random32MiB = sync.OnceValue(func() []byte { return testkit.RandomBytes(1, 32<<20) })
 
 // testKey returns a fixed chunker key distinguished by seed.
 func testKey(seed byte) [32]byte {

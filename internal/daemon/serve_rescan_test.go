@@ -11,6 +11,7 @@ import (
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/config"
 	"github.com/custodyhq/custody/internal/server"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vaulttest"
 	"github.com/custodyhq/custody/internal/watch"
 )
@@ -24,9 +25,9 @@ func TestDaemonOverflowRescanWaitsForTheDatasetLockAndKeepsItsStage(t *testing.T
 	defer stop()
 	rig := newOverflowRig(t)
 	root := rig.root.Path
-	vaulttest.WriteFiles(t, root, map[string][]byte{"a.txt": []byte("a")})
+	testkit.WriteFiles(t, root, map[string][]byte{"a.txt": []byte("a")})
 	first := vaulttest.Snapshot(t, rig.v, rig.root.Dataset, root)
-	vaulttest.WriteFiles(t, root, map[string][]byte{"b.txt": []byte("b")}) // unseen by the watch
+	testkit.WriteFiles(t, root, map[string][]byte{"b.txt": []byte("b")}) // unseen by the watch
 
 	stream := rig.rec.Stream(audit.StreamOptions{})
 	streamDone := make(chan error, 1)

@@ -12,6 +12,7 @@ import (
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/catalog"
 	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vault"
 	"github.com/custodyhq/custody/internal/vaulttest"
 	"github.com/custodyhq/custody/internal/watch"
@@ -153,14 +154,14 @@ func TestOverflowRescanRecordsEveryChangeSinceTheLastVersion(t *testing.T) {
 	ctx := context.Background()
 	rig := newOverflowRig(t)
 	root := rig.root.Path
-	vaulttest.WriteFiles(t, root, map[string][]byte{
+	testkit.WriteFiles(t, root, map[string][]byte{
 		"keep.txt": []byte("unchanged"), "change.txt": []byte("old"), "gone.txt": []byte("bye"),
 		"olddir/inner.txt": []byte("x"), "same/z.txt": []byte("z"),
 	})
 	first := vaulttest.Snapshot(t, rig.v, rig.root.Dataset, root)
 
 	// Changes the watcher never hears of.
-	vaulttest.WriteFiles(t, root, map[string][]byte{
+	testkit.WriteFiles(t, root, map[string][]byte{
 		"new.txt": []byte("hello"), "newdir/a.txt": []byte("a"), "change.txt": []byte("new, and longer"),
 	})
 	if err := os.Remove(filepath.Join(root, "gone.txt")); err != nil {
@@ -230,7 +231,7 @@ func TestOverflowRescanRecordsEveryChangeSinceTheLastVersion(t *testing.T) {
 func TestOverflowWithoutEarlierVersionSavesTheBaseline(t *testing.T) {
 	ctx := context.Background()
 	rig := newOverflowRig(t)
-	vaulttest.WriteFiles(t, rig.root.Path, map[string][]byte{"a.txt": []byte("a"), "sub/b.txt": []byte("b")})
+	testkit.WriteFiles(t, rig.root.Path, map[string][]byte{"a.txt": []byte("a"), "sub/b.txt": []byte("b")})
 
 	rig.overflowAndWait(t, "baseline version in the catalog", func(ctx context.Context) bool {
 		vs, err := rig.db.Versions(ctx, rig.root.Dataset)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/custodyhq/custody/internal/catalog"
 	"github.com/custodyhq/custody/internal/guard/detect"
-	"github.com/custodyhq/custody/internal/vaulttest"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/watch"
 )
 
@@ -740,8 +740,8 @@ func (l *learner) LearnExtensions(dataset string, exts ...string) {
 
 func TestGuardTeachesDetectorsEachDatasetsExtensions(t *testing.T) {
 	r := newRig(t, "data", "models")
-	vaulttest.WriteFiles(t, r.path("data", ""), map[string][]byte{"x.CSV": nil, "Makefile": nil, "deep/er/y.parquet": nil})
-	vaulttest.WriteFiles(t, r.path("models", ""), map[string][]byte{"w.safetensors": nil})
+	testkit.WriteFiles(t, r.path("data", ""), map[string][]byte{"x.CSV": nil, "Makefile": nil, "deep/er/y.parquet": nil})
+	testkit.WriteFiles(t, r.path("models", ""), map[string][]byte{"w.safetensors": nil})
 	l := &learner{learned: map[string][]string{}}
 	g := New(r.v, r.db, r.led, r.lock, r.stop.stop, Options{Datasets: r.sets, Detectors: []detect.Detector{l}})
 	r.run(g)

@@ -15,6 +15,7 @@ import (
 	"github.com/custodyhq/custody/internal/catalog"
 	"github.com/custodyhq/custody/internal/guard/detect"
 	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vaulttest"
 	"github.com/custodyhq/custody/internal/watch"
 )
@@ -301,9 +302,9 @@ func TestManagerFailsWhenTheLedgerDoes(t *testing.T) {
 func TestManagerRecoverRestoresTheIncidentsFiles(t *testing.T) {
 	r := newRig(t)
 	root := r.sets[0].Path
-	vaulttest.WriteFiles(t, root, map[string][]byte{"a.txt": []byte("alpha"), "b.txt": []byte("bravo")})
+	testkit.WriteFiles(t, root, map[string][]byte{"a.txt": []byte("alpha"), "b.txt": []byte("bravo")})
 	ver := vaulttest.Snapshot(t, r.v, "data", root)
-	vaulttest.WriteFiles(t, root, map[string][]byte{"a.txt": []byte("ENCRYPTED alpha"), "b.txt": []byte("bravo, edited by its owner")})
+	testkit.WriteFiles(t, root, map[string][]byte{"a.txt": []byte("ENCRYPTED alpha"), "b.txt": []byte("bravo, edited by its owner")})
 	in := r.openIncident(u32(1001), "mallory", map[string]string{"data": ver.ID.String()}, "entropy")
 	if err := r.db.AddIncidentFiles(r.ctx, in.ID, []catalog.IncidentFile{{Path: filepath.Join(root, "a.txt"), Dataset: "data", First: t0, Kinds: "modify"}}); err != nil {
 		t.Fatal(err)

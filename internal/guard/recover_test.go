@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vault"
 	"github.com/custodyhq/custody/internal/vaulttest"
 )
@@ -58,7 +59,7 @@ func newRecovery(t *testing.T, files []attackFile) *recovery {
 	rc.root = filepath.Join(rc.dir, "data")
 	for _, f := range files {
 		if f.orig != "" {
-			vaulttest.WriteFiles(t, rc.root, map[string][]byte{f.path: []byte(f.orig)})
+			testkit.WriteFiles(t, rc.root, map[string][]byte{f.path: []byte(f.orig)})
 		}
 	}
 	ver := vaulttest.Snapshot(t, v, "data", rc.root)
@@ -71,7 +72,7 @@ func newRecovery(t *testing.T, files []attackFile) *recovery {
 				t.Fatal(err)
 			}
 		default:
-			vaulttest.WriteFiles(t, rc.root, map[string][]byte{f.path: []byte(f.attacked)})
+			testkit.WriteFiles(t, rc.root, map[string][]byte{f.path: []byte(f.attacked)})
 		}
 		if f.touched != "" {
 			inc := catalog.IncidentFile{Path: p, Dataset: "data", First: t0, Kinds: f.touched}
@@ -251,7 +252,7 @@ func TestRestoreRefusesWithoutRecoveryPoint(t *testing.T) {
 func TestRestoreRefusesRelativeSource(t *testing.T) {
 	v, _ := vaulttest.New(t)
 	dir := t.TempDir()
-	vaulttest.WriteFiles(t, dir, map[string][]byte{"data/a.txt": []byte("alpha")})
+	testkit.WriteFiles(t, dir, map[string][]byte{"data/a.txt": []byte("alpha")})
 	t.Chdir(dir)
 	ver := vaulttest.Snapshot(t, v, "data", "data")
 	inc := catalog.Incident{ID: 1, Recovery: map[string]string{"data": ver.ID.String()}}
@@ -309,7 +310,7 @@ func TestRestoreDoesNotWriteThroughSymlinkedDirectory(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newRecovery(t, []attackFile{{path: "sub/x.txt", orig: "xray", attacked: "xray", want: "xray"}})
 			outside := filepath.Join(rc.dir, "outside")
-			vaulttest.WriteFiles(t, outside, map[string][]byte{"x.txt": []byte("not the dataset's")})
+			testkit.WriteFiles(t, outside, map[string][]byte{"x.txt": []byte("not the dataset's")})
 			sub := filepath.Join(rc.root, "sub")
 			if err := os.RemoveAll(sub); err != nil {
 				t.Fatal(err)

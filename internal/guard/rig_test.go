@@ -12,6 +12,7 @@ import (
 	"github.com/custodyhq/custody/internal/catalog"
 	"github.com/custodyhq/custody/internal/guard/detect"
 	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vault"
 	"github.com/custodyhq/custody/internal/vaulttest"
 	"github.com/custodyhq/custody/internal/watch"
@@ -199,7 +200,7 @@ func newRig(t *testing.T, names ...string) *rig {
 	r := &rig{t: t, ctx: ctx, v: v, db: db, led: &fakeLedger{}, lock: newFakeLocker(), stop: &fakeStopper{}, dir: t.TempDir()}
 	for _, n := range names {
 		d := Dataset{Name: n, Path: filepath.Join(r.dir, n)}
-		vaulttest.WriteFiles(t, d.Path, map[string][]byte{"readme.txt": []byte("dataset " + n)})
+		testkit.WriteFiles(t, d.Path, map[string][]byte{"readme.txt": []byte("dataset " + n)})
 		r.sets = append(r.sets, d)
 	}
 	return r

@@ -3,7 +3,6 @@ package prune
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -11,15 +10,10 @@ import (
 	"github.com/custodyhq/custody/internal/backend/mem"
 	"github.com/custodyhq/custody/internal/check"
 	"github.com/custodyhq/custody/internal/snapshot"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vault"
 	"github.com/custodyhq/custody/internal/vaulttest"
 )
-
-func randomBytes(seed byte, n int) []byte {
-	b := make([]byte, n)
-	rand.NewChaCha8([32]byte{seed}).Read(b)
-	return b
-}
 
 func TestSelectKeepsByRuleUsingStoreTime(t *testing.T) {
 	now := time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC)
@@ -71,8 +65,8 @@ func TestForgetRefusesAnEmptyPolicy(t *testing.T) {
 func threeVersions(t *testing.T) (*vault.Vault, *mem.Mem, string) {
 	v, be := vaulttest.New(t)
 	dir := t.TempDir()
-	for i := byte(1); i <= 3; i++ {
-		vaulttest.WriteFiles(t, dir, map[string][]byte{"model.bin": randomBytes(i, 6<<20), "keep.txt": []byte("same in all")})
+	for i := uint64(1); i <= 3; i++ {
+		testkit.WriteFiles(t, dir, map[string][]byte{"model.bin": testkit.RandomBytes(i, 6<<20), "keep.txt": []byte("same in all")})
 		vaulttest.Snapshot(t, v, "ds", dir)
 	}
 	return v, be, dir
@@ -123,7 +117,7 @@ func TestPruneWithMarginOnlyMarksThenDeletesWhenDue(t *testing.T) {
 	}
 	// A new snapshot of data that lives only in marked packs must store it
 	// again rather than point at packs about to go.
-	vaulttest.WriteFiles(t, dir, map[string][]byte{"model.bin": randomBytes(1, 6<<20)})
+	testkit.WriteFiles(t, dir, map[string][]byte{"model.bin": testkit.RandomBytes(1, 6<<20)})
 	vaulttest.Snapshot(t, vaulttest.Reopen(t, be), "ds", dir)
 	// Now the marks are older than the margin: the packs are due.
 	st, err = Run(ctx, vaulttest.Reopen(t, be), DefaultOptions)

@@ -11,6 +11,7 @@ import (
 	"github.com/custodyhq/custody/internal/audit"
 	"github.com/custodyhq/custody/internal/catalog"
 	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vaulttest"
 )
 
@@ -42,7 +43,7 @@ func TestCustodyReportPutsEachChangeBeforeTheVersionThatHoldsIt(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	vaulttest.WriteFiles(t, dir, map[string][]byte{"a.csv": []byte("1")})
+	testkit.WriteFiles(t, dir, map[string][]byte{"a.csv": []byte("1")})
 	event("alice", 1001, "/usr/bin/python3", "a.csv", "create", 1)
 	v1 := vaulttest.Snapshot(t, v, "raw", dir)
 	time.Sleep(2 * time.Millisecond)

@@ -22,6 +22,7 @@ import (
 	"github.com/custodyhq/custody/internal/schedule"
 	"github.com/custodyhq/custody/internal/server/auth"
 	"github.com/custodyhq/custody/internal/snapshot"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vault"
 	"github.com/custodyhq/custody/internal/vaulttest"
 )
@@ -76,7 +77,7 @@ func newTestServer(t testing.TB, mod func(*Options)) *testServer {
 	t.Cleanup(stop)
 
 	dir := t.TempDir()
-	vaulttest.WriteFiles(t, dir, map[string][]byte{"a.csv": []byte("x,y\n1,2\n"), "sub/b.csv": []byte("3,4\n")})
+	testkit.WriteFiles(t, dir, map[string][]byte{"a.csv": []byte("x,y\n1,2\n"), "sub/b.csv": []byte("3,4\n")})
 	ver := vaulttest.Snapshot(t, v, "features", dir)
 	if err := db.PutVersion(ctx, catalog.VersionOf(ver)); err != nil {
 		t.Fatal(err)

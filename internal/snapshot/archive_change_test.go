@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vault"
 )
 
@@ -32,9 +33,9 @@ func countOpens(n *atomic.Int64) func(*archiver) {
 func TestArchiveWithUnchangedParentOpensNoFiles(t *testing.T) {
 	root := t.TempDir()
 	for i := range 60 {
-		archWriteFile(t, filepath.Join(root, string(rune('a'+i%6)), string(rune('A'+i))), archRandom(uint64(i), 100+i*1000))
+		testkit.WriteFile(t, filepath.Join(root, string(rune('a'+i%6)), string(rune('A'+i))), testkit.RandomBytes(uint64(i), 100+i*1000))
 	}
-	archWriteFile(t, filepath.Join(root, "empty"), nil)
+	testkit.WriteFile(t, filepath.Join(root, "empty"), nil)
 	if err := os.Symlink("a", filepath.Join(root, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -64,8 +65,8 @@ func TestArchiveWithUnchangedParentOpensNoFiles(t *testing.T) {
 // make the file be read, and IgnoreInode must forgive the inode.
 func TestArchiveReadsFileWhenParentDiffers(t *testing.T) {
 	root := t.TempDir()
-	archWriteFile(t, filepath.Join(root, "f"), []byte("content"))
-	archWriteFile(t, filepath.Join(root, "g"), []byte("other"))
+	testkit.WriteFile(t, filepath.Join(root, "f"), []byte("content"))
+	testkit.WriteFile(t, filepath.Join(root, "g"), []byte("other"))
 	b := newMemBlobs()
 	first := mustArchive(t, b, root, ArchiveOptions{})
 
@@ -117,7 +118,7 @@ func TestArchiveDetectsModifiedFiles(t *testing.T) {
 	old := time.Unix(1600000000, 5)
 	names := []string{"grown", "rewritten", "replaced", "untouched"}
 	for _, name := range names {
-		archWriteFile(t, filepath.Join(root, name), []byte("original"))
+		testkit.WriteFile(t, filepath.Join(root, name), []byte("original"))
 		if err := os.Chtimes(filepath.Join(root, name), old, old); err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +134,7 @@ func TestArchiveDetectsModifiedFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "rewritten"), []byte("ORIGINAL"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	archWriteFile(t, filepath.Join(root, "new"), []byte("REPLACED"))
+	testkit.WriteFile(t, filepath.Join(root, "new"), []byte("REPLACED"))
 	if err := os.Chtimes(filepath.Join(root, "new"), old, old); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestArchiveDetectsModifiedFiles(t *testing.T) {
 func TestArchiveRereadsFileThatChangedOnce(t *testing.T) {
 	root := t.TempDir()
 	path := filepath.Join(root, "f")
-	archWriteFile(t, path, []byte("first"))
+	testkit.WriteFile(t, path, []byte("first"))
 	var once sync.Once
 	var warned []string
 	opts := ArchiveOptions{Warn: func(p string, err error) { warned = append(warned, p) }}
@@ -189,7 +190,7 @@ func TestArchiveRereadsFileThatChangedOnce(t *testing.T) {
 func TestArchiveGivesUpAfterThreeReadsOfAChangingFile(t *testing.T) {
 	root := t.TempDir()
 	path := filepath.Join(root, "log")
-	archWriteFile(t, path, []byte("line\n"))
+	testkit.WriteFile(t, path, []byte("line\n"))
 	var reads int
 	b := newMemBlobs()
 	res, err := archiveWith(b, root, ArchiveOptions{}, func(a *archiver) {
@@ -224,8 +225,8 @@ func TestArchiveGivesUpAfterThreeReadsOfAChangingFile(t *testing.T) {
 func TestArchiveFlagsFileChangedWhileRead(t *testing.T) {
 	root := t.TempDir()
 	path := filepath.Join(root, "growing")
-	archWriteFile(t, path, archRandom(7, 16<<20))
-	archWriteFile(t, filepath.Join(root, "calm"), []byte("calm"))
+	testkit.WriteFile(t, path, testkit.RandomBytes(7, 16<<20))
+	testkit.WriteFile(t, filepath.Join(root, "calm"), []byte("calm"))
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

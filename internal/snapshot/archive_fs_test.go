@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // warnings collects Warn calls.
@@ -34,7 +36,7 @@ func TestArchiveKeepsNonUTF8AndNewlineNames(t *testing.T) {
 	root := t.TempDir()
 	names := []string{"\xff\xfe", "new\nline", "tab\there", "ünïcode", "dir\x80/inside\xc3"}
 	for _, name := range names {
-		archWriteFile(t, filepath.Join(root, name), []byte(name))
+		testkit.WriteFile(t, filepath.Join(root, name), []byte(name))
 	}
 	if err := unix.Mkfifo(filepath.Join(root, "dir\x80", "fifo\xff"), 0o600); err != nil {
 		t.Fatal(err)
@@ -154,7 +156,7 @@ func TestArchiveDirectoryWithHundredThousandEntries(t *testing.T) {
 
 func TestArchiveSkipsSpecialFilesWithWarning(t *testing.T) {
 	root := t.TempDir()
-	archWriteFile(t, filepath.Join(root, "regular"), []byte("x"))
+	testkit.WriteFile(t, filepath.Join(root, "regular"), []byte("x"))
 	if err := unix.Mkfifo(filepath.Join(root, "fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -194,9 +196,9 @@ func TestArchiveSkipsSpecialFilesWithWarning(t *testing.T) {
 func TestArchiveSkipsUnreadableEntries(t *testing.T) {
 	setup := func(t *testing.T) string {
 		root := t.TempDir()
-		archWriteFile(t, filepath.Join(root, "fine"), []byte("ok"))
-		archWriteFile(t, filepath.Join(root, "secret"), []byte("no"))
-		archWriteFile(t, filepath.Join(root, "locked/inner"), []byte("no"))
+		testkit.WriteFile(t, filepath.Join(root, "fine"), []byte("ok"))
+		testkit.WriteFile(t, filepath.Join(root, "secret"), []byte("no"))
+		testkit.WriteFile(t, filepath.Join(root, "locked/inner"), []byte("no"))
 		return root
 	}
 	check := func(t *testing.T, res *ArchiveResult, err error, w *warnings, b Blobs) {
@@ -249,9 +251,9 @@ func TestArchiveSkipsUnreadableEntries(t *testing.T) {
 
 func TestArchiveDropsVanishedEntriesSilently(t *testing.T) {
 	root := t.TempDir()
-	archWriteFile(t, filepath.Join(root, "stays"), []byte("x"))
-	archWriteFile(t, filepath.Join(root, "gone-file"), []byte("x"))
-	archWriteFile(t, filepath.Join(root, "gone-dir/inner"), []byte("x"))
+	testkit.WriteFile(t, filepath.Join(root, "stays"), []byte("x"))
+	testkit.WriteFile(t, filepath.Join(root, "gone-file"), []byte("x"))
+	testkit.WriteFile(t, filepath.Join(root, "gone-dir/inner"), []byte("x"))
 	var w warnings
 	b := newMemBlobs()
 	res, err := archiveWith(b, root, ArchiveOptions{Warn: w.warn}, func(a *archiver) {

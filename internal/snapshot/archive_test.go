@@ -3,9 +3,6 @@ package snapshot
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vault"
 )
 
@@ -114,36 +112,13 @@ func archContent(t testing.TB, b Blobs, n *Node) []byte {
 	return out
 }
 
-func archWriteFile(t testing.TB, path string, data []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// archRandom is n pseudo-random bytes from seed (AES-CTR: fast under -race).
-func archRandom(seed uint64, n int) []byte {
-	var key [16]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	c, err := aes.NewCipher(key[:])
-	if err != nil {
-		panic(err)
-	}
-	b := make([]byte, n)
-	cipher.NewCTR(c, make([]byte, aes.BlockSize)).XORKeyStream(b, b)
-	return b
-}
-
 func TestArchiveRecordsFilesDirsSymlinksAndMetadata(t *testing.T) {
 	root := t.TempDir()
-	big := archRandom(1, 9<<20) // several chunks: their order must survive the workers
-	archWriteFile(t, filepath.Join(root, "big.bin"), big)
-	archWriteFile(t, filepath.Join(root, "small.txt"), []byte("hello\n"))
-	archWriteFile(t, filepath.Join(root, "empty"), nil)
-	archWriteFile(t, filepath.Join(root, "sub/inner.txt"), []byte("inner"))
+	big := testkit.RandomBytes(1, 9<<20) // several chunks: their order must survive the workers
+	testkit.WriteFile(t, filepath.Join(root, "big.bin"), big)
+	testkit.WriteFile(t, filepath.Join(root, "small.txt"), []byte("hello\n"))
+	testkit.WriteFile(t, filepath.Join(root, "empty"), nil)
+	testkit.WriteFile(t, filepath.Join(root, "sub/inner.txt"), []byte("inner"))
 	if err := unix.Chmod(filepath.Join(root, "small.txt"), 0o4751); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +205,7 @@ func TestArchiveRecordsFilesDirsSymlinksAndMetadata(t *testing.T) {
 func TestArchiveRecordsXattrsSortedByName(t *testing.T) {
 	root := t.TempDir()
 	file := filepath.Join(root, "f")
-	archWriteFile(t, file, []byte("x"))
+	testkit.WriteFile(t, file, []byte("x"))
 	for _, p := range []string{file, root + "/sub"} {
 		if p != file {
 			if err := os.Mkdir(p, 0o755); err != nil {
@@ -275,9 +250,9 @@ func TestArchiveTreeIDIsDeterministic(t *testing.T) {
 	root := t.TempDir()
 	for i := range 40 {
 		dir := filepath.Join(root, string(rune('a'+i%5)), string(rune('a'+i%3)))
-		archWriteFile(t, filepath.Join(dir, "f"+string(rune('0'+i%10))+".bin"), archRandom(uint64(i), 1000*i))
+		testkit.WriteFile(t, filepath.Join(dir, "f"+string(rune('0'+i%10))+".bin"), testkit.RandomBytes(uint64(i), 1000*i))
 	}
-	archWriteFile(t, filepath.Join(root, "large"), archRandom(99, 6<<20))
+	testkit.WriteFile(t, filepath.Join(root, "large"), testkit.RandomBytes(99, 6<<20))
 	b := newMemBlobs()
 	first := mustArchive(t, b, root, ArchiveOptions{Workers: 1})
 	for _, opts := range []ArchiveOptions{{Workers: 2}, {Workers: 8}, {Workers: 3, Parent: first.Tree}} {
@@ -289,8 +264,8 @@ func TestArchiveTreeIDIsDeterministic(t *testing.T) {
 
 func TestArchiveHardlinksRecordSameInode(t *testing.T) {
 	root := t.TempDir()
-	archWriteFile(t, filepath.Join(root, "a"), []byte("shared"))
-	archWriteFile(t, filepath.Join(root, "d/keep"), nil)
+	testkit.WriteFile(t, filepath.Join(root, "a"), []byte("shared"))
+	testkit.WriteFile(t, filepath.Join(root, "d/keep"), nil)
 	if err := os.Link(filepath.Join(root, "a"), filepath.Join(root, "d/b")); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +282,7 @@ func TestArchiveHardlinksRecordSameInode(t *testing.T) {
 
 func TestArchiveRejectsRootThatIsNotADirectory(t *testing.T) {
 	dir := t.TempDir()
-	archWriteFile(t, filepath.Join(dir, "file"), []byte("x"))
+	testkit.WriteFile(t, filepath.Join(dir, "file"), []byte("x"))
 	for _, root := range []string{filepath.Join(dir, "file"), filepath.Join(dir, "missing")} {
 		if _, err := Archive(context.Background(), newMemBlobs(), root, ArchiveOptions{}); err == nil {
 			t.Errorf("Archive(%s) succeeded, want an error", root)
@@ -322,7 +297,7 @@ func TestArchiveRejectsRootThatIsNotADirectory(t *testing.T) {
 func TestArchiveReturnsStoreErrors(t *testing.T) {
 	root := t.TempDir()
 	for i := range 20 {
-		archWriteFile(t, filepath.Join(root, "d", string(rune('a'+i))), archRandom(uint64(i), 300<<10))
+		testkit.WriteFile(t, filepath.Join(root, "d", string(rune('a'+i))), testkit.RandomBytes(uint64(i), 300<<10))
 	}
 	b := newSpyBlobs()
 	b.saveErr = errors.New("disk full")
@@ -335,7 +310,7 @@ func TestArchiveReturnsStoreErrors(t *testing.T) {
 func TestArchiveCancelledContextReturnsCanceled(t *testing.T) {
 	root := t.TempDir()
 	for i := range 30 {
-		archWriteFile(t, filepath.Join(root, string(rune('a'+i%4)), string(rune('a'+i))), archRandom(uint64(i), 1<<20))
+		testkit.WriteFile(t, filepath.Join(root, string(rune('a'+i%4)), string(rune('a'+i))), testkit.RandomBytes(uint64(i), 1<<20))
 	}
 	t.Run("before start", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())

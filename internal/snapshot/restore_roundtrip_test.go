@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // makeRichDir fills dir with one of everything a restore must reproduce.
@@ -30,12 +31,7 @@ func makeRichDir(t *testing.T, dir string) string {
 		must(os.WriteFile(p(rel), data, mode))
 		must(os.Chmod(p(rel), mode)) // past the umask
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	big := make([]byte, 6<<20) // several chunks
-	for i := range big {
-		big[i] = byte(rng.Uint32())
-	}
-	write("data/big.bin", big, 0o644)
+	write("data/big.bin", testkit.RandomBytes(1, 6<<20), 0o644) // several chunks
 	write("data/small.txt", []byte("hello\n"), 0o640)
 	write("data/empty", nil, 0o600)
 	write("bin/tool", []byte("#!/bin/sh\n"), 0o755)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/custodyhq/custody/internal/snapshot"
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/vaulttest"
 )
 
@@ -14,7 +15,7 @@ func TestTakeSkipUnchangedSavesNoVersionOfAnUnchangedTree(t *testing.T) {
 	ctx := context.Background()
 	v, _ := vaulttest.New(t)
 	dir := t.TempDir()
-	vaulttest.WriteFiles(t, dir, map[string][]byte{"a.txt": []byte("a")})
+	testkit.WriteFiles(t, dir, map[string][]byte{"a.txt": []byte("a")})
 	first := vaulttest.Snapshot(t, v, "d", dir)
 	skip := snapshot.ArchiveOptions{SkipUnchanged: true}
 	same, err := snapshot.Take(ctx, v, "d", "", "scheduled", dir, skip)

@@ -6,13 +6,13 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/custodyhq/custody/internal/backend"
 	"github.com/custodyhq/custody/internal/backend/mem"
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 var testKDF = KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
@@ -36,15 +36,6 @@ func openTestVault(t *testing.T, be backend.Backend, pass string) *Vault {
 	}
 	t.Cleanup(func() { v.Close() })
 	return v
-}
-
-func randomBytes(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
 }
 
 func TestOpenRefusesWrongPassphrase(t *testing.T) {
@@ -108,7 +99,7 @@ func TestSaveLoadBlobRoundTripAndDedup(t *testing.T) {
 	ctx := context.Background()
 	v, be := newTestVault(t)
 	text := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), 20000)
-	random := randomBytes(1, 900_000)
+	random := testkit.RandomBytes(1, 900_000)
 	for _, data := range [][]byte{text, random, {}, []byte("x")} {
 		id := v.BlobID(data)
 		n, err := v.SaveBlob(ctx, DataBlob, id, data)
@@ -144,7 +135,7 @@ func TestSaveLoadBlobRoundTripAndDedup(t *testing.T) {
 func TestLoadBlobDetectsTamperedPack(t *testing.T) {
 	ctx := context.Background()
 	v, be := newTestVault(t)
-	data := randomBytes(2, 100_000)
+	data := testkit.RandomBytes(2, 100_000)
 	id := v.BlobID(data)
 	v.SaveBlob(ctx, DataBlob, id, data)
 	v.Flush(ctx)
@@ -164,7 +155,7 @@ func TestIndexCacheMergesNewObjectsAndRebuildsAfterRemoval(t *testing.T) {
 	v, be := newTestVault(t)
 	cache := t.TempDir()
 	save := func(v *Vault, seed uint64) ID {
-		d := randomBytes(seed, 5000)
+		d := testkit.RandomBytes(seed, 5000)
 		id := v.BlobID(d)
 		v.SaveBlob(ctx, DataBlob, id, d)
 		if err := v.Flush(ctx); err != nil {
@@ -210,7 +201,7 @@ func TestIndexCacheMergesNewObjectsAndRebuildsAfterRemoval(t *testing.T) {
 func TestMarkedPacksDoNotCountForDedup(t *testing.T) {
 	ctx := context.Background()
 	v, be := newTestVault(t)
-	d := randomBytes(3, 4000)
+	d := testkit.RandomBytes(3, 4000)
 	id := v.BlobID(d)
 	v.SaveBlob(ctx, DataBlob, id, d)
 	v.Flush(ctx)

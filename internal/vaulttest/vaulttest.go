@@ -4,10 +4,9 @@ package vaulttest
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/custodyhq/custody/internal/backend"
 	"github.com/custodyhq/custody/internal/backend/mem"
 	"github.com/custodyhq/custody/internal/snapshot"
 	"github.com/custodyhq/custody/internal/vault"
@@ -20,14 +19,21 @@ const Passphrase = "test passphrase"
 func New(t testing.TB) (*vault.Vault, *mem.Mem) {
 	t.Helper()
 	be := mem.New()
-	if err := vault.Init(context.Background(), be, Passphrase, vault.InitOptions{KDF: vault.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}}); err != nil {
-		t.Fatal(err)
-	}
+	Init(t, be)
 	return Reopen(t, be), be
 }
 
+// Init makes a vault on be with cheap key derivation, for tests that need
+// another backend than New's.
+func Init(t testing.TB, be backend.Backend) {
+	t.Helper()
+	if err := vault.Init(context.Background(), be, Passphrase, vault.InitOptions{KDF: vault.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Reopen opens the vault on be again, as a new process would.
-func Reopen(t testing.TB, be *mem.Mem) *vault.Vault {
+func Reopen(t testing.TB, be backend.Backend) *vault.Vault {
 	t.Helper()
 	v, err := vault.Open(context.Background(), be, Passphrase, vault.Options{CacheDir: t.TempDir()})
 	if err != nil {
@@ -35,20 +41,6 @@ func Reopen(t testing.TB, be *mem.Mem) *vault.Vault {
 	}
 	t.Cleanup(func() { v.Close() })
 	return v
-}
-
-// WriteFiles creates files (name -> content) under dir.
-func WriteFiles(t testing.TB, dir string, files map[string][]byte) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, content, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // Snapshot archives dir as a new version of dataset, the way the CLI does.

@@ -152,7 +152,10 @@ func touchFile(t *testing.T, path string) {
 	}
 }
 
-func writeFile(t *testing.T, path, data string) {
+// writeExisting writes data at the start of the file at path, which must
+// exist, neither creating nor truncating it, so that a write is all
+// inotify sees.
+func writeExisting(t *testing.T, path, data string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
@@ -188,7 +191,7 @@ func TestInotifyReportsEachKind(t *testing.T) {
 
 	touchFile(t, f)
 	r.expect(Event{Kind: Create, Path: f, Root: root})
-	writeFile(t, f, "x")
+	writeExisting(t, f, "x")
 	r.expect(Event{Kind: Modify, Path: f, Root: root})
 	mustDo(t, os.Chmod(f, 0o600))
 	r.expect(Event{Kind: Attrib, Path: f, Root: root})
@@ -201,7 +204,7 @@ func TestInotifyReportsEachKind(t *testing.T) {
 	r.quiet(root) // once each, though d's watch and root's both see them
 	mustDo(t, os.Rename(f, g))
 	r.expect(Event{Kind: Rename, Path: g, OldPath: f, Root: root})
-	writeFile(t, g, "y")
+	writeExisting(t, g, "y")
 	r.expect(Event{Kind: Modify, Path: g, Root: root})
 	mustDo(t, os.Remove(g))
 	r.expect(Event{Kind: Delete, Path: g, Root: root})
@@ -225,7 +228,7 @@ func TestInotifyFollowsADirectoryRenamedInTheTree(t *testing.T) {
 	f := filepath.Join(c, "b", "deep", "f")
 	touchFile(t, f)
 	r.expect(Event{Kind: Create, Path: f, Root: root})
-	writeFile(t, f, "x")
+	writeExisting(t, f, "x")
 	r.expect(Event{Kind: Modify, Path: f, Root: root})
 	mustDo(t, os.RemoveAll(c))
 	r.expect(
@@ -265,7 +268,7 @@ func TestInotifyReportsNestedDirectoriesMadeAtOnce(t *testing.T) {
 
 	// Every new directory is watched: writes in the deepest are seen.
 	for _, f := range files {
-		writeFile(t, f, "x")
+		writeExisting(t, f, "x")
 	}
 	modified := map[string]bool{}
 	for _, e := range r.mark(root) {

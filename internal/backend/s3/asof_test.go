@@ -16,6 +16,7 @@ import (
 
 	"github.com/custodyhq/custody/internal/backend"
 	"github.com/custodyhq/custody/internal/backend/s3test"
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // waitPastSecond sleeps until the second after t0's has begun, so that
@@ -106,7 +107,7 @@ func TestAsOfShowsTheVaultBeforeLaterOverwritesAndDeletes(t *testing.T) {
 	before := map[backend.Handle][]byte{
 		kept:        []byte("a sealed index"),
 		overwritten: []byte("the real master key"),
-		deleted:     randomBytes(3000, 1),
+		deleted:     testkit.RandomBytes(1, 3000),
 		marker:      []byte("custody-vault 1"),
 	}
 	for h, data := range before {
@@ -316,7 +317,7 @@ func TestAsOfFollowsTheBackendRules(t *testing.T) {
 	empty := backend.Handle{Kind: backend.Index, Name: "empty"}
 	want := map[backend.Handle][]byte{ranged: data, empty: {}}
 	for i := range 10 {
-		want[backend.Handle{Kind: backend.Packs, Name: string(rune('a'+i)) + "0pack"}] = randomBytes(10+i, byte(i))
+		want[backend.Handle{Kind: backend.Packs, Name: string(rune('a'+i)) + "0pack"}] = testkit.RandomBytes(uint64(i), 10+i)
 	}
 	want[backend.Handle{Kind: backend.Config}] = []byte("config")
 	want[backend.Handle{Kind: backend.Keys, Name: "k1"}] = []byte("key")

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -28,6 +27,7 @@ import (
 	"github.com/custodyhq/custody/internal/backend/backendtest"
 	"github.com/custodyhq/custody/internal/backend/local"
 	"github.com/custodyhq/custody/internal/backend/s3test"
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // open returns a backend on bucket of srv with the server's root credentials.
@@ -59,12 +59,6 @@ func TestConformanceInLockedBucketUnderPrefix(t *testing.T) {
 		bucket := srv.Bucket(t, "", s3test.BucketOptions{Versioning: true, ObjectLock: true})
 		return open(t, srv, bucket, "/vaults/one/")
 	})
-}
-
-func randomBytes(n int, seed byte) []byte {
-	data := make([]byte, n)
-	_, _ = rand.NewChaCha8([32]byte{seed}).Read(data)
-	return data
 }
 
 func TestPutRefusesAnObjectAnotherClientWrote(t *testing.T) {
@@ -114,7 +108,7 @@ func TestLargeObjectsGoInPartsWithSHA256(t *testing.T) {
 	b := open(t, srv, bucket, "")
 	c := srv.Client(t)
 	ctx := context.Background()
-	data := randomBytes(2*partSize+5, 7) // three parts, the last one short
+	data := testkit.RandomBytes(7, 2*partSize+5) // three parts, the last one short
 
 	fromMemory := backend.Handle{Kind: backend.Packs, Name: "aa01"}
 	if err := b.Put(ctx, fromMemory, data); err != nil {

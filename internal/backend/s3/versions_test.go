@@ -14,6 +14,7 @@ import (
 
 	"github.com/custodyhq/custody/internal/backend"
 	"github.com/custodyhq/custody/internal/backend/s3test"
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 func TestPutRetainedStoresTheRetentionAsked(t *testing.T) {
@@ -42,7 +43,7 @@ func TestPutRetainedStoresTheRetentionAsked(t *testing.T) {
 			Retention{Mode: types.ObjectLockModeGovernance, Until: until, LegalHold: true}},
 	}
 	for i, tt := range tests {
-		data := randomBytes(tt.size, byte(i))
+		data := testkit.RandomBytes(uint64(i), tt.size)
 		w, err := b.PutRetained(ctx, tt.h, bytes.NewReader(data), int64(len(data)), tt.ret)
 		if err != nil {
 			t.Errorf("%s: PutRetained: %v", tt.name, err)

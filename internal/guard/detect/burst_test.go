@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/watch"
 )
 
@@ -230,7 +231,7 @@ func TestBurstCountsDestructiveOperationsPerPrincipal(t *testing.T) {
 		{
 			name: "random test data written via temporary files to .bin names is not destructive",
 			in: func(t *testing.T) []Input {
-				c := contentOf(t, "x.bin", randomBytes(5, 20<<10))
+				c := contentOf(t, "x.bin", testkit.RandomBytes(5, 20<<10))
 				return series(100, 0, 0.01, func(i int, sec float64) []Input {
 					p := fmt.Sprintf("/d/fixture%05d.bin", i)
 					return []Input{withContent(ev(watch.Create, p+".tmp", u1, sec), c), rename(p+".tmp", p, u1, sec+0.001)}

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 func tfrecordOf(payload []byte) []byte {
@@ -56,7 +58,7 @@ func TestSniffNamesFormatsByMagic(t *testing.T) {
 		{"mp4", []byte("\x00\x00\x00\x20ftypisom"), fmtISOBMFF},
 		{"sqlite", []byte("SQLite format 3\x00\x10\x00"), fmtSQLite},
 		{"text is no format", csv, fmtNone},
-		{"random bytes are no format", randomBytes(1, 4096), fmtNone},
+		{"random bytes are no format", testkit.RandomBytes(1, 4096), fmtNone},
 		{"raw weights are no format", fp16Bytes(w), fmtNone},
 		{"a gzip magic with reserved flags set is not gzip", []byte("\x1f\x8b\x08\xe0rest"), fmtNone},
 		{"BZh without the block magic is not bzip2", []byte("BZh9 and then text"), fmtNone},
@@ -99,7 +101,7 @@ func TestIsTextAcceptsEncodingsAndRefusesBinary(t *testing.T) {
 		{"UTF-8 cut at both ends of a block", unicodeText(1, 4096)[1:4001], true},
 		{"UTF-16 with a BOM", utf16Text(1, 4096), true},
 		{"a log with ANSI colours", []byte(strings.Repeat("\x1b[32mINFO\x1b[0m started worker\n", 100)), true},
-		{"random bytes", randomBytes(1, 4096), false},
+		{"random bytes", testkit.RandomBytes(1, 4096), false},
 		{"fp16 weights", fp16Bytes(normalFloats(1, 2048)), false},
 		{"NUL-padded text", append(csvText(1, 2000), make([]byte, 2000)...), false},
 		{"empty", nil, false},
@@ -148,7 +150,7 @@ func FuzzClassify(f *testing.F) {
 	for _, seed := range [][]byte{
 		nil, {0x1f, 0x8b, 0x08, 0x00}, []byte("PAR1"), []byte("\x93NUMPY\x01\x00"), safetensorsOf("F16", len(w), fp16Bytes(w)),
 		tfrecordOf([]byte("x")), []byte("\x80\x04\x95"), []byte("BZh91AY&SY"), csv, encrypt(csv), encryptStripes(csv, 16, true),
-		utf16Text(1, 600), []byte{0xff, 0xfe, 0x00, 0xd8}, []byte("\xe4\xb8"), randomBytes(1, 700),
+		utf16Text(1, 600), []byte{0xff, 0xfe, 0x00, 0xd8}, []byte("\xe4\xb8"), testkit.RandomBytes(1, 700),
 	} {
 		f.Add(seed, "x.csv")
 		f.Add(seed, "x.safetensors")

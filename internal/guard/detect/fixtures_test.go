@@ -154,15 +154,6 @@ func encryptHead(data []byte, n int) []byte {
 	return out
 }
 
-func randomBytes(seed uint64, n int) []byte {
-	var s [32]byte
-	binary.LittleEndian.PutUint64(s[:], seed)
-	c := rand.NewChaCha8(s)
-	b := make([]byte, n)
-	c.Read(b)
-	return b
-}
-
 func gzipOf(data []byte) []byte {
 	var b bytes.Buffer
 	w := gzip.NewWriter(&b)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/custodyhq/custody/internal/testkit"
 	"github.com/custodyhq/custody/internal/watch"
 )
 
@@ -33,14 +34,14 @@ func contentCases() []contentCase {
 		{name: "Latin-1 text fires nothing", file: "legacy.csv", data: latin1Text(7, 50<<10)},
 		{name: "UTF-16 text with a BOM fires nothing", file: "export.txt", data: utf16Text(8, 50<<10)},
 		{name: "AES-CTR encrypted CSV is Strong", file: "train.csv", data: ciphertext, randomness: Strong},
-		{name: "encrypted CSV with a key blob trailer is Strong", file: "train.csv", data: join(ciphertext, randomBytes(9, 16), []byte("DRILL1")), randomness: Strong},
+		{name: "encrypted CSV with a key blob trailer is Strong", file: "train.csv", data: join(ciphertext, testkit.RandomBytes(9, 16), []byte("DRILL1")), randomness: Strong},
 		{name: "encrypted CSV in a temporary file is Strong", file: "train.csv.tmp3f9a2", data: ciphertext, randomness: Strong},
 		{name: "encrypted JSON is Strong", file: "meta.json", data: encrypt(jsonText(4, 40<<10)), randomness: Strong},
 		{name: "encrypted CSV of 3 KiB is Strong", file: "small.csv", data: encrypt(csv[:3000]), randomness: Strong},
 		{name: "encrypted CSV of 300 bytes is judged whole and Strong", file: "tiny.csv", data: encrypt(csv[:300]), randomness: Strong},
 		{name: "a 100-byte file is never judged", file: "tiny.csv", data: encrypt(csv[:100])},
 		{name: "text then an appended archive (self-extracting installer) fires nothing", file: "install.sh",
-			data: join(pythonText(10, 12<<10), randomBytes(11, 60<<10))},
+			data: join(pythonText(10, 12<<10), testkit.RandomBytes(11, 60<<10))},
 
 		// Partial encryption.
 		{name: "CSV with every other 16 bytes encrypted is intermittent", file: "train.csv", data: encryptStripes(csv, 16, true), intermittent: true},
@@ -55,14 +56,14 @@ func contentCases() []contentCase {
 
 		// Compressed and packed formats with their magic.
 		{name: "gzip of CSV fires nothing", file: "train.csv.gz", data: gzipOf(csv)},
-		{name: "zip of CSVs fires nothing", file: "bundle.zip", data: zipOf(map[string][]byte{"a.csv": csv, "b.bin": randomBytes(12, 30<<10)})},
-		{name: "zstd frame of random bytes with its magic fires nothing", file: "shard.zst", data: join([]byte{0x28, 0xb5, 0x2f, 0xfd}, randomBytes(13, 80<<10))},
-		{name: "tar of random files fires nothing", file: "blobs.tar", data: tarOf(map[string][]byte{"a": randomBytes(14, 40<<10), "b": randomBytes(15, 40<<10)})},
+		{name: "zip of CSVs fires nothing", file: "bundle.zip", data: zipOf(map[string][]byte{"a.csv": csv, "b.bin": testkit.RandomBytes(12, 30<<10)})},
+		{name: "zstd frame of random bytes with its magic fires nothing", file: "shard.zst", data: join([]byte{0x28, 0xb5, 0x2f, 0xfd}, testkit.RandomBytes(13, 80<<10))},
+		{name: "tar of random files fires nothing", file: "blobs.tar", data: tarOf(map[string][]byte{"a": testkit.RandomBytes(14, 40<<10), "b": testkit.RandomBytes(15, 40<<10)})},
 		{name: "PNG of noise fires nothing", file: "noise.png", data: pngOf(noise)},
 		{name: "JPEG of noise fires nothing", file: "noise.jpg", data: jpegOf(noise)},
 		{name: "a JPEG named .png is mislabelled, not encrypted", file: "photo.png", data: jpegOf(noise)},
 		{name: "an HTML error page saved as .jpg fires nothing", file: "photo.jpg", data: []byte("<html><body><h1>404 Not Found</h1>" + string(bytes.Repeat([]byte("<p>nothing here</p>\n"), 40)) + "</body></html>")},
-		{name: "a Parquet file with head and footer magic fires nothing", file: "part-0.parquet", data: join([]byte("PAR1"), randomBytes(16, 40<<10), []byte("PAR1"))},
+		{name: "a Parquet file with head and footer magic fires nothing", file: "part-0.parquet", data: join([]byte("PAR1"), testkit.RandomBytes(16, 40<<10), []byte("PAR1"))},
 
 		// Model weights, written by a trainer.
 		{name: "fp32 weights in .npy fire nothing", file: "w.npy", data: npyOf("<f4", len(weights), fp32)},
@@ -76,9 +77,9 @@ func contentCases() []contentCase {
 		{name: "raw fp16 weights in .pt without magic fire nothing", file: "w.pt", data: fp16},
 
 		// Random data of unknown type.
-		{name: "random bytes in .bin are Weak only", file: "noise.bin", data: randomBytes(17, 100<<10), randomness: Weak},
-		{name: "random bytes without extension are Weak only", file: "blob", data: randomBytes(18, 100<<10), randomness: Weak},
-		{name: "random bytes of 300 bytes and unknown type are not judged", file: "key.bin", data: randomBytes(19, 300)},
+		{name: "random bytes in .bin are Weak only", file: "noise.bin", data: testkit.RandomBytes(17, 100<<10), randomness: Weak},
+		{name: "random bytes without extension are Weak only", file: "blob", data: testkit.RandomBytes(18, 100<<10), randomness: Weak},
+		{name: "random bytes of 300 bytes and unknown type are not judged", file: "key.bin", data: testkit.RandomBytes(19, 300)},
 		{name: "a byte counter is too even to be random", file: "pattern.bin", data: bytes.Repeat(seq256(), 200)},
 
 		// Formats whose magic the ciphertext lost.
@@ -87,7 +88,7 @@ func contentCases() []contentCase {
 		{name: "encrypted PNG is Strong", file: "noise.png", data: encrypt(pngOf(noise)), randomness: Strong},
 		{name: "encrypted gzip is Strong", file: "train.csv.gz", data: encrypt(gzipOf(csv)), randomness: Strong},
 		{name: "encrypted .pt is Strong", file: "model.pt", data: encrypt(zipOf(map[string][]byte{"data/0": fp16})), randomness: Strong},
-		{name: "zstd without its magic is Strong", file: "shard.zst", data: randomBytes(20, 80<<10), randomness: Strong},
+		{name: "zstd without its magic is Strong", file: "shard.zst", data: testkit.RandomBytes(20, 80<<10), randomness: Strong},
 		{name: "encrypted raw weights in .bin are Weak only", file: "pytorch_model.bin", data: encrypt(fp16), randomness: Weak},
 	}
 }
@@ -153,7 +154,7 @@ func TestRandomnessIgnoresEventsWithoutContent(t *testing.T) {
 }
 
 func TestRandomnessParquetFooterCheckedOnceClosed(t *testing.T) {
-	data := join([]byte("PAR1"), randomBytes(21, 40<<10)) // footer gone
+	data := join([]byte("PAR1"), testkit.RandomBytes(21, 40<<10)) // footer gone
 	c := contentOf(t, "p.parquet", data)
 	r := NewRandomness()
 	if s := r.Observe(withContent(ev(watch.Modify, "/d/p.parquet", uid(1), 0), c)); s != nil {
@@ -187,7 +188,7 @@ func TestUniformBandHoldsRandomBlocks(t *testing.T) {
 	for _, n := range []int{512, 1024, 2048, 4096} {
 		miss := 0
 		for i := range 2000 {
-			if ok, _ := looksRandom(randomBytes(uint64(1000*n+i), n), false); !ok {
+			if ok, _ := looksRandom(testkit.RandomBytes(uint64(1000*n+i), n), false); !ok {
 				miss++
 			}
 		}

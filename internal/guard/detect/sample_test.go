@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 func TestSampleOffsetsCoverFirstLastAndBetween(t *testing.T) {
@@ -50,7 +52,7 @@ func TestSampleOffsetsAreAlignedAscendingAndAtMostEight(t *testing.T) {
 }
 
 func TestSampleReadsTheBlocksAtTheirOffsets(t *testing.T) {
-	data := randomBytes(1, 100*BlockSize+123)
+	data := testkit.RandomBytes(1, 100*BlockSize+123)
 	c := contentOf(t, "f.bin", data)
 	if c.Size != int64(len(data)) || len(c.Blocks) != 8 || len(c.Offsets) != 8 {
 		t.Fatalf("size %d, %d blocks, %d offsets", c.Size, len(c.Blocks), len(c.Offsets))
@@ -68,7 +70,7 @@ func TestSampleReadsTheBlocksAtTheirOffsets(t *testing.T) {
 
 func TestSampleOfAFileThatShrankKeepsWhatWasThere(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(p, randomBytes(2, 5*BlockSize+10), 0o644); err != nil {
+	if err := os.WriteFile(p, testkit.RandomBytes(2, 5*BlockSize+10), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(p)
@@ -103,7 +105,7 @@ func TestSampleRefusesANegativeSize(t *testing.T) {
 
 func TestSampleDoesNotMoveTheFileOffset(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "f")
-	os.WriteFile(p, randomBytes(3, 20*BlockSize), 0o644)
+	os.WriteFile(p, testkit.RandomBytes(3, 20*BlockSize), 0o644)
 	f, _ := os.Open(p)
 	defer f.Close()
 	if _, err := Sample(f, 20*BlockSize); err != nil {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // The tests protect a directory on a tmpfs of their own, so that the
@@ -56,14 +58,8 @@ func newTree(t testing.TB) tree {
 	tr := tree{root: filepath.Join(dir, "protected")}
 	tr.file = filepath.Join(tr.root, "data.txt")
 	tr.outside = filepath.Join(dir, "outside", "data.txt")
-	for _, f := range []string{tr.file, tr.outside} {
-		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(f, []byte("secret\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.WriteFile(t, tr.file, []byte("secret\n"))
+	testkit.WriteFile(t, tr.outside, []byte("secret\n"))
 	return tr
 }
 

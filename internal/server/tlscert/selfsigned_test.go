@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 func TestSelfSignedCreatesThenReuses(t *testing.T) {
@@ -77,12 +79,12 @@ func TestSelfSignedKeepsKeyPrivate(t *testing.T) {
 
 func TestSelfSignedRemovesOnlyStaleTempFiles(t *testing.T) {
 	dir := t.TempDir()
-	stale := writeFile(t, filepath.Join(dir, ".key.pem.123.tmp"), []byte("half a key"))
+	stale := pemFile(t, dir, ".key.pem.123.tmp", []byte("half a key"))
 	old := time.Now().Add(-time.Hour)
 	if err := os.Chtimes(stale, old, old); err != nil {
 		t.Fatal(err)
 	}
-	fresh := writeFile(t, filepath.Join(dir, ".key.pem.456.tmp"), []byte("another writer's key"))
+	fresh := pemFile(t, dir, ".key.pem.456.tmp", []byte("another writer's key"))
 	if _, _, err := SelfSigned(dir, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +130,8 @@ func TestSelfSignedRegeneratesWhenNotValidLongEnough(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			old, oldKey := issue(t, tt.notBefore, tt.notAfter, false, nil, nil)
-			writeFile(t, filepath.Join(dir, certName), certPEM(old))
-			writeFile(t, filepath.Join(dir, keyName), keyPEM(t, oldKey))
+			testkit.WriteFile(t, filepath.Join(dir, certName), certPEM(old))
+			testkit.WriteFile(t, filepath.Join(dir, keyName), keyPEM(t, oldKey))
 			cert, created, err := SelfSigned(dir, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -152,15 +154,15 @@ func TestSelfSignedReplacesUnreadableFiles(t *testing.T) {
 		missing string
 	}{
 		{"corrupt cert", func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, certName), []byte("-----BEGIN CERTIFICATE-----\ngarbage\n"))
+			testkit.WriteFile(t, filepath.Join(dir, certName), []byte("-----BEGIN CERTIFICATE-----\ngarbage\n"))
 		}, ""},
-		{"empty cert", func(t *testing.T, dir string) { writeFile(t, filepath.Join(dir, certName), nil) }, ""},
+		{"empty cert", func(t *testing.T, dir string) { testkit.WriteFile(t, filepath.Join(dir, certName), nil) }, ""},
 		{"truncated key", func(t *testing.T, dir string) {
 			data, _ := os.ReadFile(filepath.Join(dir, keyName))
-			writeFile(t, filepath.Join(dir, keyName), data[:len(data)/2])
+			testkit.WriteFile(t, filepath.Join(dir, keyName), data[:len(data)/2])
 		}, ""},
 		{"key of another cert", func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, keyName), keyPEM(t, otherKey))
+			testkit.WriteFile(t, filepath.Join(dir, keyName), keyPEM(t, otherKey))
 		}, ""},
 		{"missing cert", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, certName)) }, certName},
 		{"missing key", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, keyName)) }, keyName},

@@ -16,11 +16,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // issue makes a key and a certificate valid from notBefore to notAfter for
@@ -77,12 +78,13 @@ func keyPEM(t *testing.T, key *ecdsa.PrivateKey) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
-func writeFile(t *testing.T, path string, data []byte) string {
+// pemFile writes data to name in dir and returns its path, for the tables
+// and calls that take file names.
+func pemFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	p := filepath.Join(dir, name)
+	testkit.WriteFile(t, p, data)
+	return p
 }
 
 // handshake runs a TLS handshake between server and client over a
@@ -138,8 +140,8 @@ func TestLoadReadsChainLeafFirst(t *testing.T) {
 	now := time.Now()
 	ca, caKey := issue(t, now.Add(-time.Hour), now.Add(time.Hour), true, nil, nil)
 	leaf, leafKey := issue(t, now.Add(-time.Hour), now.Add(time.Hour), false, ca, caKey)
-	certFile := writeFile(t, filepath.Join(dir, "chain.pem"), certPEM(leaf, ca))
-	keyFile := writeFile(t, filepath.Join(dir, "key.pem"), keyPEM(t, leafKey))
+	certFile := pemFile(t, dir, "chain.pem", certPEM(leaf, ca))
+	keyFile := pemFile(t, dir, "key.pem", keyPEM(t, leafKey))
 
 	cert, err := Load(certFile, keyFile)
 	if err != nil {
@@ -160,7 +162,7 @@ func TestLoadErrorsNameTheFileAndTheProblem(t *testing.T) {
 	ca, caKey := issue(t, now.Add(-time.Hour), now.Add(time.Hour), true, nil, nil)
 	leaf, leafKey := issue(t, now.Add(-time.Hour), now.Add(time.Hour), false, ca, caKey)
 
-	file := func(name string, data []byte) string { return writeFile(t, filepath.Join(dir, name), data) }
+	file := func(name string, data []byte) string { return pemFile(t, dir, name, data) }
 	goodCert, goodKeyFile := file("good.pem", certPEM(good)), file("good.key", keyPEM(t, goodKey))
 	encrypted := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY",
 		Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00112233445566778899AABBCCDDEEFF"},
@@ -327,13 +329,13 @@ func TestClientConfigWithCAFileTrustsThatCA(t *testing.T) {
 	ca, caKey := issue(t, now.Add(-time.Hour), now.Add(time.Hour), true, nil, nil)
 	leaf, leafKey := issue(t, now.Add(-time.Hour), now.Add(time.Hour), false, ca, caKey)
 	otherCA, _ := issue(t, now.Add(-time.Hour), now.Add(time.Hour), true, nil, nil)
-	cert, err := Load(writeFile(t, filepath.Join(dir, "chain.pem"), certPEM(leaf, ca)),
-		writeFile(t, filepath.Join(dir, "key.pem"), keyPEM(t, leafKey)))
+	cert, err := Load(pemFile(t, dir, "chain.pem", certPEM(leaf, ca)),
+		pemFile(t, dir, "key.pem", keyPEM(t, leafKey)))
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	cfg, err := ClientConfig("", writeFile(t, filepath.Join(dir, "ca.pem"), certPEM(ca)))
+	cfg, err := ClientConfig("", pemFile(t, dir, "ca.pem", certPEM(ca)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +343,7 @@ func TestClientConfigWithCAFileTrustsThatCA(t *testing.T) {
 		t.Errorf("trusting the issuing CA: %v", err)
 	}
 
-	cfg, err = ClientConfig("", writeFile(t, filepath.Join(dir, "other.pem"), certPEM(otherCA)))
+	cfg, err = ClientConfig("", pemFile(t, dir, "other.pem", certPEM(otherCA)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,10 +374,10 @@ func TestClientConfigRefusesBadArguments(t *testing.T) {
 	tests := []struct {
 		name, fingerprint, caFile, want string
 	}{
-		{"both", fp, writeFile(t, filepath.Join(dir, "ca.pem"), []byte("x")), "not both"},
+		{"both", fp, pemFile(t, dir, "ca.pem", []byte("x")), "not both"},
 		{"short fingerprint", "ab:cd", "", "64 hex digits"},
 		{"missing CA file", "", filepath.Join(dir, "nope.pem"), "does not exist"},
-		{"CA file without certificates", "", writeFile(t, filepath.Join(dir, "junk.pem"), []byte("junk")), "no PEM certificate"},
+		{"CA file without certificates", "", pemFile(t, dir, "junk.pem", []byte("junk")), "no PEM certificate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
