@@ -135,7 +135,7 @@ func attackUnderGuard(t *testing.T, e *env, data string, before map[string][]byt
 		if len(left) == 0 {
 			t.Errorf("no file of the tree is left to check the lockout on")
 		} else {
-			victim := data + left[len(left)-1]
+			victim := filepath.Join(data, filepath.FromSlash(left[len(left)-1]))
 			if openAsNobody(victim) {
 				t.Errorf("uid 65534 can still open %s after the lockout", victim)
 			}
