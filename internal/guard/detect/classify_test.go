@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"compress/zlib"
 	"encoding/binary"
 	"hash/crc32"
 	"math"
@@ -57,6 +58,11 @@ func TestSniffNamesFormatsByMagic(t *testing.T) {
 		{"gguf", []byte("GGUF\x03\x00\x00\x00"), fmtGGUF},
 		{"mp4", []byte("\x00\x00\x00\x20ftypisom"), fmtISOBMFF},
 		{"sqlite", []byte("SQLite format 3\x00\x10\x00"), fmtSQLite},
+		{"zlib (a git loose object)", zlibOf(append([]byte("blob 4096\x00"), testkit.RandomBytes(2, 4096)...)), fmtZlib},
+		{"zlib of text", zlibOf(csv), fmtZlib},
+		{"git pack", append([]byte("PACK\x00\x00\x00\x02\x00\x00\x01\x00"), testkit.RandomBytes(3, 4000)...), fmtGitPack},
+		{"git pack index", append([]byte("\xfftOc\x00\x00\x00\x02"), testkit.RandomBytes(4, 4000)...), fmtGitPack},
+		{"a zlib header on random bytes is not zlib", append([]byte{0x78, 0x9c}, testkit.RandomBytes(5, 4094)...), fmtNone},
 		{"text is no format", csv, fmtNone},
 		{"random bytes are no format", testkit.RandomBytes(1, 4096), fmtNone},
 		{"raw weights are no format", fp16Bytes(w), fmtNone},
@@ -197,4 +203,28 @@ func FuzzClassify(f *testing.F) {
 		}
 		stripedWidth(data[:min(len(data), BlockSize)])
 	})
+}
+
+func zlibOf(b []byte) []byte {
+	var out bytes.Buffer
+	w := zlib.NewWriter(&out)
+	w.Write(b)
+	w.Close()
+	return out.Bytes()
+}
+
+// Random bytes behind a valid zlib header (one in about 2,000 random heads
+// has one) must not pass for zlib: inflating them fails.
+func TestSniffTellsRandomBytesBehindAZlibHeaderFromZlib(t *testing.T) {
+	passed := 0
+	for seed := range uint64(20000) {
+		head := testkit.RandomBytes(seed, BlockSize)
+		head[0], head[1] = 0x78, 0x9c
+		if sniff(head, int64(len(head))) == fmtZlib {
+			passed++
+		}
+	}
+	if passed > 2 {
+		t.Errorf("%d of 20000 random blocks with a zlib header pass for zlib", passed)
+	}
 }
