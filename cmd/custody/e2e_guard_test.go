@@ -100,7 +100,8 @@ func guardTest(t *testing.T) {
 	t.Cleanup(nobodyGuards.Unlock)
 }
 
-// drillAsNobody runs a drill worker as uid 65534 and returns its exit code.
+// drillAsNobody runs a drill worker as uid 65534 and returns its exit code
+// and output; -1 and why when it did not exit by itself (a lockout killed it).
 func drillAsNobody(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	cmd := exec.Command("setpriv", append([]string{"--reuid", "65534", "--regid", "65534", "--clear-groups", custodyBin, "drill-worker"}, args...)...)
@@ -108,10 +109,14 @@ func drillAsNobody(t *testing.T, args ...string) (int, string) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	var ee *exec.ExitError
-	if err != nil && !(errors.As(err, &ee) && ee.Exited()) {
-		t.Fatalf("drill-worker: %v\n%s", err, out.String())
+	switch {
+	case err == nil || errors.As(err, &ee) && ee.Exited():
+		return cmd.ProcessState.ExitCode(), out.String()
+	case cmd.ProcessState != nil:
+		return -1, fmt.Sprintf("%s%v", out.String(), err)
 	}
-	return cmd.ProcessState.ExitCode(), out.String()
+	t.Fatalf("drill-worker: %v\n%s", err, out.String())
+	return -1, ""
 }
 
 // openAsNobody reports whether uid 65534 can read path.
@@ -209,16 +214,22 @@ func TestGuardOpensNoIncidentForBenignWork(t *testing.T) {
 	if code, out := drillAsNobody(t, "prepare", "--dir", data, "--files", "500"); code != 0 {
 		t.Fatalf("prepare: exit %d\n%s", code, out)
 	}
+	var failed string // a workload that failed, and why
 	r := e.guardWhile(data, []string{"--backend", "fanotify"}, func() {
 		for _, w := range []string{"extract-tar", "gzip-many", "checkpoints", "package-cache", "git-checkout", "clean-csv"} {
 			if _, err := exec.LookPath("git"); err != nil && w == "git-checkout" {
 				continue
 			}
 			if code, out := drillAsNobody(t, "benign", "--workload", w, "--dir", data, "--scale", "1000"); code != 0 {
-				t.Fatalf("%s: exit %d\n%s", w, code, out)
+				failed = fmt.Sprintf("%s: exit %d\n%s", w, code, out)
+				return
 			}
 		}
 	})
+	if failed != "" { // killed by a lockout, or failed by itself: the incidents say which
+		show := e.run("incidents", "show", "1")
+		t.Fatalf("benign workload %s\nincident:\n%s\nguard:\n%s", failed, show, r)
+	}
 	// The guard saw the work: its events are in the ledger.
 	if n := len(e.fileEntries(data)); n < 5000 {
 		t.Fatalf("only %d file events recorded for the benign work: the guard did not see it\n%s", n, r)
