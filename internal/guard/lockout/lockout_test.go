@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,7 +81,7 @@ func start(t testing.TB, opts Options, roots ...string) *Lockout {
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("Run: %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(testkit.Long):
 			t.Error("Run did not return after cancel")
 		}
 	})
@@ -90,22 +91,30 @@ func start(t testing.TB, opts Options, roots ...string) *Lockout {
 
 func waitRunning(t testing.TB, l *Lockout) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	testkit.WaitFor(t, testkit.Long, "Run to start", func() bool {
 		l.mu.Lock()
-		running := l.running
-		l.mu.Unlock()
-		if running {
-			return
-		}
-	}
-	t.Fatal("Run did not start")
+		defer l.mu.Unlock()
+		return l.running
+	})
 }
 
 // run runs argv as uid (0: as root, without setpriv) and returns its
-// combined output and error; it never waits more than 10s.
+// combined output and error; it fails the test if argv hangs.
 func run(t testing.TB, uid int, argv ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	out, err := tryRun(uid, argv...)
+	if errors.Is(err, errHung) {
+		t.Fatal(err)
+	}
+	return out, err
+}
+
+var errHung = errors.New("hung")
+
+// tryRun is run for other goroutines than the test's: a command still
+// running after testkit.Long is killed, and its error wraps errHung.
+func tryRun(uid int, argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Long)
 	defer cancel()
 	if uid != 0 {
 		id := strconv.Itoa(uid)
@@ -113,7 +122,7 @@ func run(t testing.TB, uid int, argv ...string) (string, error) {
 	}
 	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 	if ctx.Err() != nil {
-		t.Fatalf("%v hung", argv)
+		return string(out), fmt.Errorf("%v %w after %v", argv, errHung, testkit.Long)
 	}
 	return string(out), err
 }
@@ -163,16 +172,14 @@ func (d *denials) add(x Denial) {
 
 func (d *denials) wait(t testing.TB, n int) []Denial {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	var got []Denial
+	testkit.WaitFor(t, testkit.Long, fmt.Sprintf("%d denials to be reported", n), func() bool {
 		d.mu.Lock()
-		got := append([]Denial(nil), d.seen...)
-		d.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-	}
-	t.Fatalf("fewer than %d denials reported", n)
-	return nil
+		defer d.mu.Unlock()
+		got = append([]Denial(nil), d.seen...)
+		return len(got) >= n
+	})
+	return got
 }
 
 func TestLockDeniesLockedUserUnderRootsOnly(t *testing.T) {
@@ -322,7 +329,7 @@ func TestRunCancelRemovesMarks(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Run = %v, want context.Canceled", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testkit.Long):
 		t.Fatal("Run did not return")
 	}
 	mustOpen(t, nobody, tr.file)
@@ -352,7 +359,7 @@ func TestCloseStopsRun(t *testing.T) {
 	}
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(testkit.Long):
 		t.Fatal("Run did not return after Close")
 	}
 	mustOpen(t, nobody, tr.file)

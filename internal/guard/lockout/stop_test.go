@@ -1,6 +1,7 @@
 package lockout
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -8,8 +9,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
+
+// stopUID is the user whose processes the stop tests start and stop. It
+// is not nobody: StopUser with all stops every process of its uid on the
+// machine, and tests of other packages run as nobody at the same time.
+const stopUID = 64921
 
 // spawn starts argv as uid (0: as root) in dir and waits until it runs
 // sleep as that uid; the process is killed when the test ends.
@@ -31,16 +40,13 @@ func spawn(t *testing.T, uid int, dir string, argv ...string) *exec.Cmd {
 		<-waited
 	})
 	pid := strconv.Itoa(cmd.Process.Pid)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+	testkit.WaitFor(t, testkit.Long, strings.Join(argv, " ")+" to run sleep", func() bool {
 		exe, _ := os.Readlink("/proc/" + pid + "/exe")
 		b, _ := os.ReadFile("/proc/" + pid + "/status")
 		c, err := parseStatus(b)
-		if err == nil && c.real == uint32(uid) && strings.HasSuffix(exe, "/sleep") {
-			return cmd
-		}
-	}
-	t.Fatalf("%v did not start", argv)
-	return nil
+		return err == nil && c.real == uint32(uid) && strings.HasSuffix(exe, "/sleep")
+	})
+	return cmd
 }
 
 // state is the process state letter of pid (R, S, T, Z...), 0 once gone.
@@ -56,23 +62,65 @@ func state(pid int) byte {
 func waitState(t *testing.T, pid int, want ...byte) {
 	t.Helper()
 	var got byte
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		if got = state(pid); slices.Contains(want, got) {
-			return
+	testkit.WaitFor(t, testkit.Long, "pid "+strconv.Itoa(pid)+" to reach a state in "+strconv.Quote(string(want)), func() bool {
+		got = state(pid)
+		return slices.Contains(want, got)
+	})
+}
+
+// mustNotBeStopped checks that process pid (what) was neither stopped nor
+// killed: it exists, is not stopped (T, t) nor dead (Z, X), and has no
+// SIGSTOP or SIGKILL pending. A signal is taken when the process next
+// runs, which on a loaded machine may be long after it was sent; pending
+// until then, it is seen without waiting. Whether the process is running
+// (R) or asleep (S) at that moment says nothing.
+func mustNotBeStopped(t *testing.T, what string, pid int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Errorf("%s (pid %d) is gone: %v", what, pid, err)
+		return
+	}
+	c, err := parseStatus(b)
+	if err != nil {
+		t.Fatalf("%s (pid %d): %v", what, pid, err)
+	}
+	if slices.Contains([]byte("TtZX"), c.state) {
+		t.Errorf("%s (pid %d) is in state %q", what, pid, c.state)
+	}
+	const stopOrKill = 1<<(unix.SIGSTOP-1) | 1<<(unix.SIGKILL-1)
+	for _, field := range []string{"SigPnd:", "ShdPnd:"} {
+		if m := statusMask(t, b, field); m&stopOrKill != 0 {
+			t.Errorf("%s (pid %d) has a SIGSTOP or SIGKILL pending (%s %016x)", what, pid, field, m)
 		}
 	}
-	t.Fatalf("pid %d: state %q, want one of %q", pid, got, want)
+}
+
+// statusMask is the hexadecimal signal mask of field in /proc/PID/status.
+func statusMask(t *testing.T, status []byte, field string) uint64 {
+	t.Helper()
+	for line := range bytes.Lines(status) {
+		if rest, ok := bytes.CutPrefix(line, []byte(field)); ok {
+			m, err := strconv.ParseUint(string(bytes.TrimSpace(rest)), 16, 64)
+			if err != nil {
+				t.Fatalf("/proc status %s %q: %v", field, rest, err)
+			}
+			return m
+		}
+	}
+	t.Fatalf("no %s line in /proc status", field)
+	return 0
 }
 
 func TestStopFreezesThenKills(t *testing.T) {
 	requireRoot(t)
-	cmd := spawn(t, nobody, "/", "sleep", "60")
+	cmd := spawn(t, stopUID, "/", "sleep", "60")
 	pid := cmd.Process.Pid
-	if err := Stop(pid, nobody, false); err != nil {
+	if err := Stop(pid, stopUID, false); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, pid, 'T')
-	if err := Stop(pid, nobody, true); err != nil {
+	if err := Stop(pid, stopUID, true); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, pid, 'Z', 0)
@@ -91,11 +139,11 @@ func TestStopRefuses(t *testing.T) {
 		uid  uint32
 		want error
 	}{
-		{"another user's process", rootSleep.Process.Pid, nobody, ErrOtherUser},
+		{"another user's process", rootSleep.Process.Pid, stopUID, ErrOtherUser},
 		{"uid 0", rootSleep.Process.Pid, 0, ErrRoot},
-		{"an exited process", done.Process.Pid, nobody, nil},
-		{"init", 1, nobody, nil},
-		{"itself", os.Getpid(), nobody, nil},
+		{"an exited process", done.Process.Pid, stopUID, nil},
+		{"init", 1, stopUID, nil},
+		{"itself", os.Getpid(), stopUID, nil},
 	}
 	for _, c := range cases {
 		err := Stop(c.pid, c.uid, true)
@@ -103,20 +151,18 @@ func TestStopRefuses(t *testing.T) {
 			t.Errorf("%s: Stop = %v, want %v", c.name, err, c.want)
 		}
 	}
-	if s := state(rootSleep.Process.Pid); s != 'S' {
-		t.Errorf("the root process is in state %q after refused stops", s)
-	}
+	mustNotBeStopped(t, "the root process, after refused stops", rootSleep.Process.Pid)
 }
 
 func TestStopUserStopsOnlyProcessesUsingRoots(t *testing.T) {
 	requireRoot(t)
 	tr := newTree(t)
-	inRoot := spawn(t, nobody, tr.root, "sleep", "60")
-	holding := spawn(t, nobody, "/", "sh", "-c", "exec 3<"+tr.file+"; exec sleep 60")
-	elsewhere := spawn(t, nobody, "/", "sleep", "60")
+	inRoot := spawn(t, stopUID, tr.root, "sleep", "60")
+	holding := spawn(t, stopUID, "/", "sh", "-c", "exec 3<"+tr.file+"; exec sleep 60")
+	elsewhere := spawn(t, stopUID, "/", "sleep", "60")
 	rootInRoot := spawn(t, 0, tr.root, "sleep", "60")
 
-	got, err := StopUser(nobody, []string{tr.root}, false, false)
+	got, err := StopUser(stopUID, []string{tr.root}, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,12 +182,12 @@ func TestStopUserStopsOnlyProcessesUsingRoots(t *testing.T) {
 		}
 		if c.want {
 			waitState(t, pid, 'T')
-		} else if s := state(pid); s != 'S' {
-			t.Errorf("%s (pid %d): state %q", c.name, pid, s)
+		} else {
+			mustNotBeStopped(t, c.name, pid)
 		}
 	}
 
-	got, err = StopUser(nobody, nil, true, true)
+	got, err = StopUser(stopUID, nil, true, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,9 +195,7 @@ func TestStopUserStopsOnlyProcessesUsingRoots(t *testing.T) {
 		t.Errorf("all: %v does not hold %d", got, elsewhere.Process.Pid)
 	}
 	waitState(t, elsewhere.Process.Pid, 'Z', 0)
-	if s := state(rootInRoot.Process.Pid); s != 'S' {
-		t.Errorf("root's process: state %q after StopUser(all)", s)
-	}
+	mustNotBeStopped(t, "root's process, after StopUser(all)", rootInRoot.Process.Pid)
 
 	if _, err := StopUser(0, []string{tr.root}, true, true); !errors.Is(err, ErrRoot) {
 		t.Errorf("StopUser(0) = %v, want ErrRoot", err)
