@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/custodyhq/custody/internal/ledger"
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // countingCatalog keeps the log in memory and counts saved checkpoints;
@@ -107,16 +108,28 @@ func TestStreamSignsWhileEntriesArriveAndStoresFewerInTheVault(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	for i := range 30 {
+	// covered waits for a checkpoint covering the first n entries.
+	covered := func(n int) {
+		t.Helper()
+		testkit.WaitFor(t, testkit.Long, fmt.Sprintf("a checkpoint covering %d entries", n), func() bool {
+			sizes := db.saved()
+			return len(sizes) > 0 && sizes[len(sizes)-1] >= int64(n)
+		})
+	}
+	// Entries keep arriving: each group is signed while the next waits.
+	const groups, each = 6, 5
+	for i := range groups * each {
 		if err := s.Add(ctx, entry(i)); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		if i%each == each-1 {
+			covered(i + 1)
+		}
 	}
-	// Idle: no new checkpoint while nothing arrives.
+	// Idle: every entry is signed, so no tick may sign another checkpoint.
 	idle := len(db.saved())
-	time.Sleep(60 * time.Millisecond)
-	if got := len(db.saved()); got > idle+1 {
+	time.Sleep(60 * time.Millisecond) // six ticks of the cadence
+	if got := len(db.saved()); got != idle {
 		t.Fatalf("%d checkpoints signed while idle", got-idle)
 	}
 	stop()
@@ -124,8 +137,8 @@ func TestStreamSignsWhileEntriesArriveAndStoresFewerInTheVault(t *testing.T) {
 		t.Fatal(err)
 	}
 	sizes := db.saved()
-	if len(sizes) < 5 {
-		t.Fatalf("only %d checkpoints in 150 ms of entries with a 10 ms cadence", len(sizes))
+	if len(sizes) < groups {
+		t.Fatalf("only %d checkpoints for %d groups of entries signed one after the other", len(sizes), groups)
 	}
 	for i := 1; i < len(sizes); i++ {
 		if sizes[i] <= sizes[i-1] {
@@ -152,7 +165,7 @@ func TestStreamStopsOnAFailedAppend(t *testing.T) {
 		if err == nil || !errors.Is(err, db.failAppend) {
 			t.Fatalf("Run: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testkit.Long):
 		t.Fatal("Run did not stop on a failed append")
 	}
 	if err := s.Add(context.Background(), entry(2)); !errors.Is(err, ErrStreamClosed) {

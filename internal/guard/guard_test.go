@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -600,6 +601,21 @@ func TestGuardReleasedPrincipalOpensNewIncident(t *testing.T) {
 	}
 }
 
+// syncCounter counts the lockout syncs made once after holds: a sync is
+// the guard's only caller of Locked.
+type syncCounter struct {
+	Locker
+	after func() bool
+	syncs atomic.Int32
+}
+
+func (s *syncCounter) Locked() []uint32 {
+	if s.after() {
+		s.syncs.Add(1)
+	}
+	return s.Locker.Locked()
+}
+
 // An incident whose principal could not be locked out (root, unknown, or
 // a failed lockout) has no lockout in the catalog; syncing lockouts must
 // not take it for a released one and drop it.
@@ -616,12 +632,13 @@ func TestGuardKeepsIncidentWithoutLockoutAcrossSyncs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t)
 			r.lock.err = tt.err
-			g := r.guard(r.lock, r.stop.stop, Options{}, map[string]map[string]detect.Strength{
+			lock := &syncCounter{Locker: r.lock, after: func() bool { return len(r.led.of("lockout")) > 0 }}
+			g := r.guard(lock, r.stop.stop, Options{}, map[string]map[string]detect.Strength{
 				"canary": {"c": detect.Decisive, "c2": detect.Decisive},
 			})
 			wait := r.start(g, r.ev(0, watch.Delete, "c", tt.p))
 			r.waitLedger("lockout", 1)
-			time.Sleep(1500 * time.Millisecond) // a sync tick
+			waitFor(t, "a lockout sync after the lockout", func() bool { return lock.syncs.Load() > 0 })
 			r.feed(g, r.ev(2*time.Second, watch.Modify, "after", tt.p), r.ev(3*time.Second, watch.Delete, "c2", tt.p))
 			wait()
 			incs := r.incidents()

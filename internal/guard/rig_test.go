@@ -307,15 +307,10 @@ func (r *rig) putVersion(id, ds string, at time.Duration) {
 	}
 }
 
-// waitFor polls cond for up to five seconds.
+// waitFor polls cond until it holds, for up to testkit.Long.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, testkit.Long, what, cond)
 }
 
 func principal(uid uint32, user string, pid int) watch.Principal {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -102,7 +104,7 @@ func (h *harness) start() {
 			if err != nil {
 				h.t.Errorf("Run returned %v, want nil", err)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(testkit.Long):
 			h.t.Errorf("Run did not return after its context ended")
 		}
 	})
@@ -113,7 +115,7 @@ func (h *harness) start() {
 // and every snapshot or push in progress is held by a release channel.
 func (h *harness) settle() {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(testkit.Long)
 	for {
 		s := h.s
 		s.mu.Lock()
@@ -149,7 +151,7 @@ func (h *harness) release(ch chan struct{}) {
 	h.blocked.Add(-1)
 	select {
 	case ch <- struct{}{}:
-	case <-time.After(5 * time.Second):
+	case <-time.After(testkit.Long):
 		h.t.Fatal("nothing to release")
 	}
 	h.settle()
@@ -162,7 +164,7 @@ func (h *harness) expect(ch chan call, name, reason string, at time.Time) {
 		if c.name != name || c.reason != reason || !c.at.Equal(at) {
 			h.t.Fatalf("got call %s %q at %s, want %s %q at %s", c.name, c.reason, c.at.Sub(t0), name, reason, at.Sub(t0))
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testkit.Long):
 		h.t.Fatalf("no call, want %s %q at t0+%s", name, reason, at.Sub(t0))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/custodyhq/custody/internal/catalog"
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 func TestNewRejectsBadOptions(t *testing.T) {
@@ -405,6 +406,8 @@ func TestRunWaitsForSnapshotInProgress(t *testing.T) {
 	waitFor(t, entered, "the snapshot to start")
 	cancel()
 	waitFor(t, sawCancel, "the snapshot to see its context end")
+	// A moment's grace to catch an early return in the act; the check
+	// that does not depend on it is fin, below.
 	select {
 	case <-done:
 		t.Fatal("Run returned while the snapshot was still running")
@@ -416,7 +419,7 @@ func TestRunWaitsForSnapshotInProgress(t *testing.T) {
 		if !fin {
 			t.Fatal("Run returned before the snapshot finished")
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testkit.Long):
 		t.Fatal("Run did not return")
 	}
 	if runErr != nil {
@@ -475,7 +478,7 @@ func waitFor(t *testing.T, ch chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-ch:
-	case <-time.After(5 * time.Second):
+	case <-time.After(testkit.Long):
 		t.Fatalf("timed out waiting for %s", what)
 	}
 }

@@ -417,12 +417,11 @@ func TestRestoreJobWritesTheVersionUnderTheRestoreDirectory(t *testing.T) {
 	}
 	var j Job
 	json.Unmarshal(body, &j)
-	deadline := time.Now().Add(30 * time.Second)
-	for j.State != "done" && j.State != "failed" && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	testkit.WaitFor(t, testkit.Long, "the restore job to end", func() bool {
 		_, body, _ = ts.do(tokOperator, "GET", "/api/v1/restores/"+j.ID, nil)
 		json.Unmarshal(body, &j)
-	}
+		return j.State == "done" || j.State == "failed"
+	})
 	if j.State != "done" {
 		t.Fatalf("job %+v", j)
 	}
@@ -512,35 +511,28 @@ func TestFullAuditPagesStayTheSameAndPartialOnesGrow(t *testing.T) {
 	}
 	count := func(path string) (int, string) {
 		var p struct{ Entries []json.RawMessage }
-		var body []byte
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			_, body, _ = ts.do(tokAuditor, "GET", path, nil)
-			if err := json.Unmarshal(body, &p); err != nil {
-				t.Fatalf("%s: %v %s", path, err, body)
-			}
-			if len(p.Entries) > 0 || time.Now().After(deadline) {
-				return len(p.Entries), string(body)
-			}
-			time.Sleep(10 * time.Millisecond) // the stream appends within its linger
+		_, body, _ := ts.do(tokAuditor, "GET", path, nil)
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Fatalf("%s: %v %s", path, err, body)
 		}
+		return len(p.Entries), string(body)
 	}
+	// The stream appends what it is given within its linger.
+	var partial int
 	add(3)
-	partial, _ := count("/api/v1/audit?kind=file.modify&limit=100")
-	for deadline := time.Now().Add(10 * time.Second); partial != 3 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
+	testkit.WaitFor(t, testkit.Long, "the 3 entries in the audit", func() bool {
 		partial, _ = count("/api/v1/audit?kind=file.modify&limit=100")
-	}
+		return partial >= 3
+	})
 	full, fullBody := count("/api/v1/audit?kind=file.modify&limit=2")
 	if full != 2 || partial != 3 {
 		t.Fatalf("pages of %d and %d entries, want 2 and 3", full, partial)
 	}
 	add(4)
-	deadline := time.Now().Add(10 * time.Second)
-	for partial != 7 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	testkit.WaitFor(t, testkit.Long, "4 more entries in the audit", func() bool {
 		partial, _ = count("/api/v1/audit?kind=file.modify&limit=100")
-	}
+		return partial >= 7
+	})
 	if partial != 7 {
 		t.Errorf("the partial page has %d entries after 4 more, want 7", partial)
 	}
@@ -566,11 +558,11 @@ func TestASnapshotThroughTheAPIShowsInTheVersionsAtOnce(t *testing.T) {
 	}
 	var j Job
 	json.Unmarshal(body, &j)
-	for deadline := time.Now().Add(30 * time.Second); j.State != "done" && j.State != "failed" && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
+	testkit.WaitFor(t, testkit.Long, "the snapshot job to end", func() bool {
 		_, body, _ = ts.do(tokOperator, "GET", "/api/v1/datasets/features/snapshots/"+j.ID, nil)
 		json.Unmarshal(body, &j)
-	}
+		return j.State == "done" || j.State == "failed"
+	})
 	if j.State != "done" {
 		t.Fatalf("job %+v", j)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // The tests watch directories under /tmp with real fanotify groups; the
@@ -286,7 +288,7 @@ func TestFanotifyBurstIsCompleteOrReportsOverflow(t *testing.T) {
 	go func() { done <- wk.try("many", root, "20000") }()
 	created := make(map[string]bool)
 	overflow := false
-	timeout := time.After(60 * time.Second)
+	timeout := time.After(2 * testkit.Long)
 	for len(created) < n && !overflow {
 		select {
 		case e := <-w.events:
@@ -590,9 +592,18 @@ func TestFanotifyRunStopsOnCancel(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx, make(chan Event)) }() // nobody reads: Run may block sending too
+	events := make(chan Event)
+	go func() { done <- f.Run(ctx, events) }()
 	exec.Command("touch", filepath.Join(root, "a"), filepath.Join(root, "b")).Run()
-	time.Sleep(100 * time.Millisecond)
+	// Take the first event and no more: Run has more to send, and is
+	// blocked sending them when it is cancelled.
+	select {
+	case <-events:
+	case err := <-done:
+		t.Fatalf("Run returned %v before sending anything", err)
+	case <-time.After(testkit.Long):
+		t.Fatal("no event from the touch")
+	}
 	start := time.Now()
 	cancel()
 	select {
@@ -601,8 +612,8 @@ func TestFanotifyRunStopsOnCancel(t *testing.T) {
 			t.Fatalf("Run returned %v, want context.Canceled", err)
 		}
 		t.Logf("stopped in %v", time.Since(start))
-	case <-time.After(time.Second):
-		t.Fatal("Run did not stop within a second of cancel")
+	case <-time.After(testkit.Long):
+		t.Fatalf("Run did not stop within %v of cancel", testkit.Long)
 	}
 	if link, _ := os.Readlink("/proc/self/fd/" + itoa(f.fd)); link == "anon_inode:[fanotify]" {
 		t.Error("the fanotify descriptor is still open after Run returned")

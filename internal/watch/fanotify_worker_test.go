@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // The fanotify tests act through a worker: this test binary run again as
@@ -260,7 +262,7 @@ func (w *watching) start(t testing.TB) *watching {
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("Run returned %v, want context.Canceled", err)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(testkit.Long):
 			t.Error("Run did not return after cancel")
 		}
 	})
@@ -273,11 +275,11 @@ func watch(t testing.TB, roots ...string) *watching {
 }
 
 // until collects events until one satisfies stop, which is not included,
-// and fails the test after 10 s.
+// and fails the test after testkit.Long.
 func (w *watching) until(t testing.TB, stop func(Event) bool) []Event {
 	t.Helper()
 	var got []Event
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(testkit.Long)
 	for {
 		select {
 		case e := <-w.events:

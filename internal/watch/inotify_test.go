@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 // inotifyRun is an Inotify running in the background for a test.
@@ -52,8 +54,8 @@ func runInotify(t *testing.T, s *Inotify, buffered int) *inotifyRun {
 		cancel()
 		select {
 		case <-r.done:
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return 5 s after cancel")
+		case <-time.After(testkit.Long):
+			t.Errorf("Run did not return %v after cancel", testkit.Long)
 		}
 	})
 	return r
@@ -87,7 +89,7 @@ func (r *inotifyRun) next(timeout <-chan time.Time, got []Event) Event {
 func (r *inotifyRun) until(ok func(Event) bool) []Event {
 	r.t.Helper()
 	var got []Event
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(testkit.Long)
 	for {
 		e := r.next(timeout, got)
 		got = append(got, e)
@@ -112,7 +114,7 @@ func (r *inotifyRun) mark(dir string) []Event {
 func (r *inotifyRun) expect(want ...Event) {
 	r.t.Helper()
 	var got []Event
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(testkit.Long)
 	for len(got) < len(want) {
 		got = append(got, r.next(timeout, got))
 	}
@@ -135,7 +137,7 @@ func (r *inotifyRun) returned() error {
 	select {
 	case <-r.done:
 		return r.err
-	case <-time.After(10 * time.Second):
+	case <-time.After(testkit.Long):
 		r.t.Fatal("Run did not return")
 		return nil
 	}
@@ -379,7 +381,12 @@ func TestInotifyReportsOverflowWhenItFallsBehind(t *testing.T) {
 	}
 	newDir := filepath.Join(a, "made-while-lost", "deeper")
 	mustDo(t, os.MkdirAll(newDir, 0o755))
-	time.Sleep(100 * time.Millisecond)
+	// Run is blocked sending its first event; the queue fills behind it.
+	testkit.WaitFor(t, testkit.Long, "the queue to drop events", func() bool {
+		s.q.mu.Lock()
+		defer s.q.mu.Unlock()
+		return s.q.dropped > 0
+	})
 
 	got := r.until(func(e Event) bool { return e.Kind == Overflow && e.Root == b })
 	s.q.mu.Lock()
@@ -490,8 +497,8 @@ func TestInotifyStopsOnCancel(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Run = %v, want context.Canceled", err)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Run did not return within 2 s of cancel")
+	case <-time.After(testkit.Long):
+		t.Fatalf("Run did not return within %v of cancel", testkit.Long)
 	}
 	select {
 	case <-s.pumpDone:

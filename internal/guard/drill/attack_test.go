@@ -211,18 +211,41 @@ func TestAttackHonoursRate(t *testing.T) {
 	}
 }
 
+// TestAttackSlowWaitsFiveSecondsBetweenFiles cancels the attack 0.3 s
+// after its first file: by then an attack that did not wait would have
+// damaged all five. However slow the machine, no file may be damaged
+// before its turn, 5 s after the one before.
 func TestAttackSlowWaitsFiveSecondsBetweenFiles(t *testing.T) {
 	dir, _, _ := tree(t, 5)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	res, err := Attack(ctx, AttackOptions{Variant: Slow, Dir: dir})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want the context's deadline", err)
+	var damaged []time.Duration // since start, one per progress line
+	var start time.Time
+	progress := writerFunc(func(b []byte) (int, error) {
+		if len(damaged) == 0 {
+			time.AfterFunc(300*time.Millisecond, cancel)
+		}
+		damaged = append(damaged, time.Since(start))
+		return len(b), nil
+	})
+	start = time.Now()
+	res, err := Attack(ctx, AttackOptions{Variant: Slow, Dir: dir, Progress: progress})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the context's cancellation", err)
 	}
-	if len(res.Damaged) != 1 {
-		t.Errorf("damaged %d files in 0.3 s, want 1", len(res.Damaged))
+	if len(res.Damaged) == 0 || len(res.Damaged) != len(damaged) {
+		t.Fatalf("damaged %d files, %d progress lines; want at least one of each, as many", len(res.Damaged), len(damaged))
+	}
+	for i, at := range damaged {
+		if turn := time.Duration(float64(i) / SlowRate * float64(time.Second)); at < turn {
+			t.Errorf("file %d damaged %v after the start, before its turn at %v", i+1, at, turn)
+		}
 	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 func TestAttackMaxFinishesCopyDeleteDirectory(t *testing.T) {
 	dir, paths, _ := tree(t, 30)

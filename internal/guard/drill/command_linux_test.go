@@ -10,7 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/custodyhq/custody/internal/testkit"
 )
 
 const nobody = 65534
@@ -65,7 +66,7 @@ func TestAttackAsNobodyOnRootTreeIsLockedOut(t *testing.T) {
 	_, before := regularFiles(t, dir)
 	for _, v := range []string{EncryptRename, EncryptInPlace, CopyDelete, MassDelete} {
 		t.Run(v, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), testkit.Long)
 			defer cancel()
 			cmd := Command(ctx, exe, nobody, nobody, helperArg, "attack", "--variant", v, "--dir", dir, "--max-denied", "3", "--note")
 			var stdout, stderr bytes.Buffer
