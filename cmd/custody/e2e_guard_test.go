@@ -67,7 +67,7 @@ func (e *env) guardWhile(dir string, flags []string, fn func()) result {
 // waitForIncidents waits until the catalog lists at least n incidents.
 func (e *env) waitForIncidents(n int) {
 	e.t.Helper()
-	waitUntil(e.t, fmt.Sprintf("%d incidents listed", n), func() bool {
+	testkit.WaitFor(e.t, testkit.Long, fmt.Sprintf("%d incidents listed", n), func() bool {
 		var incs []incidentRow
 		r := e.run("--json", "incidents", "list")
 		return r.code == 0 && decodeJSON(r.stdout, &incs) == nil && len(incs) >= n
@@ -78,7 +78,7 @@ func (e *env) waitForIncidents(n int) {
 // dataset: the guard has taken its snapshot.
 func (e *env) waitForRecoveryPoint(dataset string) {
 	e.t.Helper()
-	waitUntil(e.t, "an incident's recovery point for "+dataset, func() bool {
+	testkit.WaitFor(e.t, testkit.Long, "an incident's recovery point for "+dataset, func() bool {
 		var incs []incidentRow
 		r := e.run("--json", "incidents", "list")
 		return r.code == 0 && decodeJSON(r.stdout, &incs) == nil && len(incs) > 0 && incs[0].Recovery[dataset] != ""

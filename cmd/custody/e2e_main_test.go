@@ -342,24 +342,6 @@ func (e *env) checkClean(flags ...string) {
 	}
 }
 
-// waitTimeout bounds a wait for something a test expects to happen: long
-// enough for a machine with every core busy, so that only a real failure
-// ends it.
-const waitTimeout = 60 * time.Second
-
-// waitUntil polls cond until it holds, and fails the test naming what did
-// not happen when waitTimeout passes first.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for pause := time.Millisecond; !cond(); pause = min(2*pause, 100*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", waitTimeout, what)
-		}
-		time.Sleep(pause)
-	}
-}
-
 // newRand returns a seeded generator and logs the seed; CUSTODY_E2E_SEED
 // replays a run.
 func newRand(t *testing.T) *rand.Rand {

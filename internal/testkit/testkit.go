@@ -1,5 +1,6 @@
-// Package testkit builds the fixtures tests share: random bytes, file trees
-// written from a map and read back into one.
+// Package testkit holds what tests share: fixtures (random bytes, file
+// trees written from a map and read back into one) and waiting for a
+// condition instead of for a time.
 package testkit
 
 import (
