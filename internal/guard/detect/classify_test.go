@@ -2,7 +2,6 @@ package detect
 
 import (
 	"bytes"
-	"compress/zlib"
 	"encoding/binary"
 	"hash/crc32"
 	"math"
@@ -203,14 +202,6 @@ func FuzzClassify(f *testing.F) {
 		}
 		stripedWidth(data[:min(len(data), BlockSize)])
 	})
-}
-
-func zlibOf(b []byte) []byte {
-	var out bytes.Buffer
-	w := zlib.NewWriter(&out)
-	w.Write(b)
-	w.Close()
-	return out.Bytes()
 }
 
 // Random bytes behind a valid zlib header (one in about 2,000 random heads

@@ -5,6 +5,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"compress/zlib"
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"io"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -154,9 +156,18 @@ func encryptHead(data []byte, n int) []byte {
 	return out
 }
 
+// gzipOf and zlibOf compress data as gzip and as a zlib stream (git's
+// loose objects).
 func gzipOf(data []byte) []byte {
+	return compressed(data, func(w io.Writer) io.WriteCloser { return gzip.NewWriter(w) })
+}
+func zlibOf(data []byte) []byte {
+	return compressed(data, func(w io.Writer) io.WriteCloser { return zlib.NewWriter(w) })
+}
+
+func compressed(data []byte, newWriter func(io.Writer) io.WriteCloser) []byte {
 	var b bytes.Buffer
-	w := gzip.NewWriter(&b)
+	w := newWriter(&b)
 	w.Write(data)
 	w.Close()
 	return b.Bytes()
