@@ -27,9 +27,6 @@ func (g *globals) s3WithEnv() s3Flags {
 	if f.endpoint == "" {
 		f.endpoint = g.getenv("CUSTODY_S3_ENDPOINT")
 	}
-	if f.region == "" {
-		f.region = g.getenv("AWS_REGION")
-	}
 	return f
 }
 
