@@ -38,6 +38,9 @@ func TestExitCodes(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"nonsense"}, ExitUsage, "unknown command"},
+		{[]string{"report", "lifecycle"}, ExitUsage, `unknown command "lifecycle" for "custody report"`},
+		{[]string{"audit", "nonsense"}, ExitUsage, `unknown command "nonsense" for "custody audit"`},
+		{[]string{"token", "bogus", "x"}, ExitUsage, `unknown command "bogus" for "custody token"`},
 		{[]string{"snapshot"}, ExitUsage, "accepts 1 arg"},
 		{[]string{"log", "--vault", "/nonexistent/vault"}, ExitFailure, "not a custody vault"},
 		{[]string{"snapshot", "--vault", "/tmp", "--stage", "bogus", "/tmp"}, ExitUsage, "stage"},

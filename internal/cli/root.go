@@ -117,6 +117,25 @@ func Run(ctx context.Context, args []string, env Env) int {
 	return ExitFailure
 }
 
+// refuseUnknownSubcommands makes every command group below cmd that does
+// nothing by itself (report, audit, token, ...) a usage error when given
+// a subcommand it does not have, instead of printing its help and exiting
+// 0; without arguments it still prints its help.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		refuseUnknownSubcommands(c)
+	}
+	if cmd.HasParent() && cmd.HasSubCommands() && !cmd.Runnable() {
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q for %q; see '%s --help'", args[0], c.CommandPath(), c.CommandPath())
+			}
+			return c.Help()
+		}
+	}
+}
+
 // isCobraUsage recognises the errors cobra returns for bad flags and args.
 func isCobraUsage(msg string) bool {
 	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "required flag", "if any flags in the group"} {
@@ -185,5 +204,6 @@ func newRoot(g *globals) *cobra.Command {
 		newRestoreCmd(g), newCheckCmd(g), newForgetCmd(g), newPruneCmd(g), newKeyCmd(g), newAuditCmd(g), newCatalogCmd(g), newGateCmd(g), newOffsiteCmd(g), newLockCmd(g), newWatchCmd(g), newReportCmd(g),
 		newGuardCmd(g), newIncidentsCmd(g), newLockoutsCmd(g), newDrillCmd(g), newDrillWorkerCmd(g), newConfigCmd(g), newTokenCmd(g), newProtectCmd(g), newServeCmd(g),
 	)
+	refuseUnknownSubcommands(root)
 	return root
 }
