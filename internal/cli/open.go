@@ -96,16 +96,17 @@ func closeVault(v *vault.Vault) {
 	v.Backend().Close()
 }
 
-// passphrase reads a passphrase: from envVar (default CUSTODY_PASSWORD), the
-// password file, or a prompt on the terminal (twice when confirm is set).
+// passphrase reads a passphrase: from --password-file, envVar (default
+// CUSTODY_PASSWORD), its _FILE variable, or a prompt on the terminal (twice
+// when confirm is set). A flag wins over the environment.
 func (g *globals) passphrase(envVar string, confirm bool) (string, error) {
-	fileVar := g.passwordFile
+	fileVar, flag := g.passwordFile, g.passwordFlag
 	if envVar == "" {
 		envVar = "CUSTODY_PASSWORD"
 	} else {
-		fileVar = g.getenv(envVar + "_FILE")
+		fileVar, flag = g.getenv(envVar+"_FILE"), false
 	}
-	if p := g.getenv(envVar); p != "" {
+	if p := g.getenv(envVar); p != "" && !flag {
 		return p, nil
 	}
 	if fileVar != "" {

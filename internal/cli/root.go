@@ -45,6 +45,7 @@ type globals struct {
 	vault        string
 	json         bool
 	passwordFile string
+	passwordFlag bool // passwordFile came from --password-file
 	cacheDir     string
 	verbose      bool
 	cpuProfile   string
@@ -166,7 +167,9 @@ func newRoot(g *globals) *cobra.Command {
 			if g.vault == "" {
 				g.vault = g.getenv("CUSTODY_VAULT")
 			}
-			if g.passwordFile == "" {
+			if g.passwordFile != "" {
+				g.passwordFlag = true // the flag wins over CUSTODY_PASSWORD too
+			} else {
 				g.passwordFile = g.getenv("CUSTODY_PASSWORD_FILE")
 			}
 			if g.cacheDir == "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,18 @@ func TestRunReadsItsOwnEnvironmentAndStoresItsKeyCost(t *testing.T) {
 	}
 	if kf.Params != cheap {
 		t.Errorf("key file cost %+v, want the run's %+v", kf.Params, cheap)
+	}
+
+	// --password-file wins over CUSTODY_PASSWORD: a flag over the environment.
+	passFile := filepath.Join(dir, "pass")
+	testkit.WriteFile(t, passFile, []byte(env["CUSTODY_PASSWORD"]+"\n"))
+	wrong := maps.Clone(env)
+	wrong["CUSTODY_PASSWORD"] = "not the passphrase"
+	if code, _, stderr := run(t, wrong, cheap, "log", "--password-file", passFile); code != ExitOK {
+		t.Errorf("log --password-file with a wrong CUSTODY_PASSWORD: exit %d: %s", code, stderr)
+	}
+	if code, _, _ := run(t, wrong, cheap, "log"); code == ExitOK {
+		t.Errorf("log with a wrong CUSTODY_PASSWORD succeeded")
 	}
 
 	// Another run without the passphrase and without a terminal refuses,
