@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -472,5 +473,56 @@ func TestGetDetectsDamagedObject(t *testing.T) {
 	// The server sends the SHA-256 it stored at upload; the SDK checks it.
 	if got, err := b.Get(ctx, h); err == nil || !strings.Contains(err.Error(), "checksum") {
 		t.Errorf("Get of a damaged object = %q, %v; want a checksum error", got, err)
+	}
+}
+
+// resettingFrontend proxies to srv but resets the connection of every PUT
+// without an answer: what a client sees when a server refuses a large
+// conditional write (412) before reading its body and closes the rest.
+func resettingFrontend(t *testing.T, srv *s3test.Server) string {
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	fe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if tcp, ok := conn.(*net.TCPConn); ok {
+			tcp.SetLinger(0) // close with a reset
+		}
+		conn.Close()
+	}))
+	t.Cleanup(fe.Close)
+	return fe.URL
+}
+
+func TestPutWhoseRefusalWasLostToAResetIsErrExistsWhenTheObjectIsThere(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.Bucket(t, "", s3test.BucketOptions{})
+	ctx := context.Background()
+	b, err := New(ctx, Config{Bucket: bucket, Endpoint: resettingFrontend(t, srv), AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	there := backend.Handle{Kind: backend.Packs, Name: "aa11"}
+	if _, err := srv.Client(t).PutObject(ctx, &s3api.PutObjectInput{
+		Bucket: &bucket, Key: aws.String(b.key(there)), Body: strings.NewReader("landed before"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, there, []byte("landed before")); !errors.Is(err, backend.ErrExists) {
+		t.Errorf("Put of an object that is there, every answer lost: err = %v, want ErrExists", err)
+	}
+	missing := backend.Handle{Kind: backend.Packs, Name: "bb22"}
+	if err := b.Put(ctx, missing, []byte("never landed")); err == nil || errors.Is(err, backend.ErrExists) {
+		t.Errorf("Put of an object that is not there, every answer lost: err = %v, want the network error", err)
 	}
 }

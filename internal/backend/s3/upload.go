@@ -47,12 +47,26 @@ func (b *S3) upload(ctx context.Context, h backend.Handle, r io.ReaderAt, size i
 	case err == nil:
 		w.Size = size
 		return w, nil
-	case isPreconditionFailed(err):
+	case isPreconditionFailed(err), httpStatus(err) == 0 && b.landed(ctx, h):
 		return Written{}, fmt.Errorf("store %s: %w", b.url(h), backend.ErrExists)
 	case apiCode(err) == "NotImplemented":
 		return Written{}, fmt.Errorf("store %s: the server does not support conditional writes (If-None-Match), which custody needs to keep objects write-once; use a server that does (AWS S3, versitygw, MinIO): %w", b.url(h), err)
 	}
 	return Written{}, fmt.Errorf("store %s: %s%w", b.url(h), advice(err), err)
+}
+
+// landed reports whether h is in the bucket after a write that got no
+// answer. A server that refuses a conditional write (412) before reading a
+// large body may close the connection on the rest of it (versitygw and
+// net/http drain at most 256 KiB): the client then sees a reset, never the
+// 412, and every retry the same. The object being there is the answer,
+// whoever wrote it: for content-named objects the outcome is the same.
+func (b *S3) landed(ctx context.Context, h backend.Handle) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	_, err := b.Stat(ctx, h)
+	return err == nil
 }
 
 // sha256Of returns the base64 SHA-256 of r's bytes, as S3 headers want it.
