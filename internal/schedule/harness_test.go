@@ -138,8 +138,12 @@ func (h *harness) settle() {
 	}
 }
 
+// advance moves the clock once Run has acted on everything before (a
+// Changed pokes Run without waiting: Run must plan from the time of the
+// change, not from after the jump), then waits for Run to act on the jump.
 func (h *harness) advance(d time.Duration) {
 	h.t.Helper()
+	h.settle()
 	h.clk.advance(d)
 	h.settle()
 }
