@@ -59,6 +59,10 @@ type DB struct {
 	path    string // SQLite: the database file
 	applied int    // migrations run by Open, for tests
 
+	// retryFor bounds how long an incident write that races other writers
+	// keeps trying (incidentRetryFor; tests shorten it).
+	retryFor time.Duration
+
 	// recent holds the stored hashes of the page of rows Records read
 	// last, by record index.
 	recent struct {

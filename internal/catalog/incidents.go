@@ -93,8 +93,19 @@ var incidentNext = map[string][]string{
 
 var severityRank = map[string]int{SeverityWarning: 1, SeverityMajor: 2, SeverityCritical: 3}
 
-// incidentAttempts bounds the tries of a write that races other writers.
-const incidentAttempts = 10
+// incidentRetryFor bounds how long a write that races other writers keeps
+// trying. Every lost race is another writer's write going in, so only a
+// flood of writers to one incident could starve one; a count of tries
+// would instead give up sooner the busier the machine (each try takes
+// longer, and 10 of them lost on a loaded one).
+const incidentRetryFor = 10 * time.Second
+
+func (db *DB) retryBound() time.Duration {
+	if db.retryFor > 0 {
+		return db.retryFor
+	}
+	return incidentRetryFor
+}
 
 // OpenIncident records a new incident in state open and returns it with
 // its ID, Opened and Updated assigned.
@@ -114,13 +125,14 @@ func (db *DB) OpenIncident(ctx context.Context, inc Incident) (Incident, error) 
 	if err != nil {
 		return Incident{}, fmt.Errorf("catalog: open incident: %w", err)
 	}
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		inc.ID, err = db.insertIncident(ctx, cols)
 		if err == nil {
 			return inc, nil
 		}
 		// On PostgreSQL two hosts may pick the same id; one retries.
-		if !retryable(err) || attempt == incidentAttempts-1 {
+		if !retryable(err) || time.Since(start) > db.retryBound() {
 			return Incident{}, fmt.Errorf("catalog: open incident: %w", err)
 		}
 		if err := backoff(ctx, attempt); err != nil {
@@ -199,14 +211,15 @@ func (db *DB) Incidents(ctx context.Context, states ...string) ([]Incident, erro
 // or Opened changes. Signals beyond MaxIncidentSignals are counted in
 // SignalsDropped and dropped. Updated is set to now.
 func (db *DB) UpdateIncident(ctx context.Context, id int64, f func(*Incident) error) (Incident, error) {
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		var ferr error // f's own errors are never retried
 		inc, err := db.updateIncident(ctx, id, func(i *Incident) error { ferr = f(i); return ferr })
 		if err == nil || ferr != nil || !retryable(err) {
 			return inc, err
 		}
-		if attempt == incidentAttempts-1 {
-			return Incident{}, fmt.Errorf("%w: incident %d, %d attempts; try again", ErrIncidentConflict, id, incidentAttempts)
+		if time.Since(start) > db.retryBound() {
+			return Incident{}, fmt.Errorf("%w: incident %d, %d attempts in %v; try again", ErrIncidentConflict, id, attempt+1, db.retryBound())
 		}
 		if err := backoff(ctx, attempt); err != nil {
 			return Incident{}, fmt.Errorf("catalog: update incident %d: %w", id, err)

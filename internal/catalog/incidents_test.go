@@ -356,6 +356,7 @@ func incidentsSuite(t *testing.T, o opener) {
 			t.Fatalf("after %d calls: %+v %v", calls, got.Actions, err)
 		}
 		// Raced every time, it gives up.
+		db.retryFor = 200 * time.Millisecond
 		_, err = db.UpdateIncident(ctx, inc.ID, func(i *Incident) error {
 			_, err := db.UpdateIncident(ctx, inc.ID, func(*Incident) error { return nil })
 			return err
