@@ -17,21 +17,11 @@ func (e *env) snapshotAll(dirs []string, flags ...string) []result {
 	var wg sync.WaitGroup
 	for i, dir := range dirs {
 		wg.Go(func() {
-			results[i] = e.runNoFatal(append(append([]string{"--json", "snapshot"}, flags...), dir)...)
+			results[i] = e.run(append(append([]string{"--json", "snapshot"}, flags...), dir)...)
 		})
 	}
 	wg.Wait()
 	return results
-}
-
-// runNoFatal is run for goroutines other than the test's: it never calls
-// t.Fatal, and reports a run that could not start as exit -1.
-func (e *env) runNoFatal(args ...string) result {
-	r, err := e.tryRun(args...)
-	if err != nil {
-		return result{args: args, code: -1, stderr: err.Error()}
-	}
-	return r
 }
 
 func TestConcurrentSnapshotsOfDifferentDatasets(t *testing.T) {

@@ -145,25 +145,13 @@ func (e *env) command(ctx context.Context, extra []string, args ...string) *exec
 }
 
 // runEnv runs custody with extra environment variables ("K=V"; "K=" unsets
-// a passphrase variable, which custody treats as empty).
+// a passphrase variable, which custody treats as empty). It runs in this
+// process, through the same entry point as the binary, with the env's
+// environment and no terminal; it never calls t.Fatal, so other goroutines
+// may use it. Runs that need a process of their own (daemons, kills, other
+// users) use command.
 func (e *env) runEnv(extra []string, args ...string) result {
-	e.t.Helper()
-	r, err := e.tryRunEnv(extra, args...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return r
-}
-
-// tryRun runs custody; err is for a run that did not exit by itself. It
-// never calls t.Fatal, so other goroutines may use it.
-func (e *env) tryRun(args ...string) (result, error) { return e.tryRunEnv(nil, args...) }
-
-// tryRunEnv runs custody in this process, through the same entry point as
-// the binary, with the env's environment and no terminal. Runs that need a
-// process of their own (daemons, kills, other users) use command.
-func (e *env) tryRunEnv(extra []string, args ...string) (result, error) {
-	return runInProcess(e.environ(extra), args...), nil
+	return runInProcess(e.environ(extra), args...)
 }
 
 // runInProcess runs custody's command line in this process with environ

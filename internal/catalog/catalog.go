@@ -60,7 +60,7 @@ type DB struct {
 	applied int    // migrations run by Open, for tests
 
 	// retryFor bounds how long an incident write that races other writers
-	// keeps trying (incidentRetryFor; tests shorten it).
+	// keeps trying: incidentRetryFor, shorter in tests.
 	retryFor time.Duration
 
 	// recent holds the stored hashes of the page of rows Records read
@@ -226,7 +226,7 @@ func (db *DB) q(query string) string {
 // else a SQLite file path (optionally prefixed "sqlite:"), created when
 // missing. It brings the schema up to date.
 func Open(ctx context.Context, dsn string) (*DB, error) {
-	db := &DB{}
+	db := &DB{retryFor: incidentRetryFor}
 	var err error
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):

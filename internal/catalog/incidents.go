@@ -100,13 +100,6 @@ var severityRank = map[string]int{SeverityWarning: 1, SeverityMajor: 2, Severity
 // longer, and 10 of them lost on a loaded one).
 const incidentRetryFor = 10 * time.Second
 
-func (db *DB) retryBound() time.Duration {
-	if db.retryFor > 0 {
-		return db.retryFor
-	}
-	return incidentRetryFor
-}
-
 // OpenIncident records a new incident in state open and returns it with
 // its ID, Opened and Updated assigned.
 func (db *DB) OpenIncident(ctx context.Context, inc Incident) (Incident, error) {
@@ -132,7 +125,7 @@ func (db *DB) OpenIncident(ctx context.Context, inc Incident) (Incident, error) 
 			return inc, nil
 		}
 		// On PostgreSQL two hosts may pick the same id; one retries.
-		if !retryable(err) || time.Since(start) > db.retryBound() {
+		if !retryable(err) || time.Since(start) > db.retryFor {
 			return Incident{}, fmt.Errorf("catalog: open incident: %w", err)
 		}
 		if err := backoff(ctx, attempt); err != nil {
@@ -218,8 +211,8 @@ func (db *DB) UpdateIncident(ctx context.Context, id int64, f func(*Incident) er
 		if err == nil || ferr != nil || !retryable(err) {
 			return inc, err
 		}
-		if time.Since(start) > db.retryBound() {
-			return Incident{}, fmt.Errorf("%w: incident %d, %d attempts in %v; try again", ErrIncidentConflict, id, attempt+1, db.retryBound())
+		if time.Since(start) > db.retryFor {
+			return Incident{}, fmt.Errorf("%w: incident %d, %d attempts in %v; try again", ErrIncidentConflict, id, attempt+1, db.retryFor)
 		}
 		if err := backoff(ctx, attempt); err != nil {
 			return Incident{}, fmt.Errorf("catalog: update incident %d: %w", id, err)
